@@ -1,0 +1,45 @@
+"""Pieces every command shares: loading hub.toml, help text layout, writing reports."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from tooling.config import HubConfig, find_config, load_config
+from tooling.files import write_atomic
+
+
+def load(args: argparse.Namespace) -> HubConfig:
+    """The hub.toml that --config names, or the nearest one."""
+    path = args.config if args.config is not None else find_config()
+    return load_config(path)
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    *,
+    summary: str,
+    reads: str,
+    writes: str,
+    example: str,
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help says what it does, what it reads and writes, with an example."""
+    return subparsers.add_parser(  # type: ignore[no-any-return]
+        name,
+        help=summary,
+        description=f"{summary}\n\nReads:  {reads}\nWrites: {writes}",
+        epilog=f"Example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def publish_markdown(markdown: str, report_path: Path | None) -> None:
+    """Write a stage's Markdown summary to its report file and to GitHub's job summary."""
+    if report_path is not None:
+        write_atomic(report_path, markdown)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with Path(summary).open("a", encoding="utf-8") as handle:
+            handle.write(markdown.rstrip("\n") + "\n\n")

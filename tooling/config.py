@@ -1,0 +1,228 @@
+"""hub.toml, read into typed, validated objects.
+
+Every setting has a default documented here (the `description` of its field)
+and in the commented hub.toml of the repository. A wrong key, type or value
+fails with one line naming the file, the key and what is expected.
+Paths in hub.toml are relative to the directory that holds it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from tooling.errors import ConfigError
+
+CONFIG_NAME = "hub.toml"
+CONFIG_ENV = "HUBSHIP_CONFIG"
+
+KNOWN_PLATFORMS = ("linux-64", "linux-aarch64", "linux-ppc64le", "osx-64", "osx-arm64", "win-64")
+
+# conda-lock's defaults for linux-64, without __cuda: a hub image rarely has a GPU.
+DEFAULT_VIRTUAL_PACKAGES = {
+    "linux-64": {"__unix": "0", "__linux": "5.10", "__glibc": "2.28", "__archspec": "1 x86_64"},
+}
+
+_IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(?::[0-9]+)?$")
+_CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Name = Annotated[StrictStr, Field(min_length=1)]
+
+
+class ImageSettings(_Section):
+    registry: Name = Field(
+        "ghcr.io",
+        description="registry host[:port] the image is pushed to",
+        pattern=_REGISTRY.pattern,
+    )
+    name: Name = Field(
+        "example-hub/user-image",
+        description="repository of the image in the registry, lowercase, e.g. 'my-org/hub-image'",
+        pattern=_IMAGE_NAME.pattern,
+    )
+    context: Path = Field(Path("image"), description="folder of repo2docker inputs (apt.txt, postBuild, start, ...)")
+    base: Name = Field(
+        "docker.io/library/buildpack-deps:jammy",
+        description="base image of the build; for real use pin it by digest (NAME@sha256:...)",
+    )
+
+    @property
+    def repository(self) -> str:
+        """REGISTRY/NAME, the image reference without a tag."""
+        return f"{self.registry}/{self.name}"
+
+
+class EnvironmentSettings(_Section):
+    spec: Path = Field(Path("environments/environment.yml"), description="the conda environment people edit")
+    lock_dir: Path = Field(
+        Path("environments"), description="folder the lock stage writes conda-lock.yml and conda-<platform>.lock into"
+    )
+    platforms: list[Annotated[StrictStr, Field(pattern="^(" + "|".join(KNOWN_PLATFORMS) + ")$")]] = Field(
+        ["linux-64"], description=f"platforms to lock, from: {', '.join(KNOWN_PLATFORMS)}", min_length=1
+    )
+    channels: list[Annotated[StrictStr, Field(min_length=1)]] = Field(
+        [], description="channels to lock against instead of those in the spec (empty: the spec's own)"
+    )
+    virtual_packages: dict[StrictStr, dict[StrictStr, StrictStr]] = Field(
+        DEFAULT_VIRTUAL_PACKAGES,
+        description="per platform, the virtual packages of the machines the image runs on (__glibc, __cuda, ...)",
+    )
+    require_singleuser: StrictBool = Field(
+        True, description="refuse a spec without jupyterhub-singleuser (set false to waive for a non-hub image)"
+    )
+
+
+class DockerSettings(_Section):
+    cli: Name = Field(
+        "docker",
+        description="docker CLI to run; it needs buildx or built-in BuildKit (Debian's /usr/bin/docker). "
+        "HUBSHIP_DOCKER overrides it",
+    )
+
+
+class SmokeSettings(_Section):
+    timeout: Annotated[StrictInt, Field(gt=0)] = Field(
+        60, description="seconds the single-user server may take to answer under its base URL"
+    )
+    notebooks: list[Path] = Field([], description="tutorial notebooks that must run top to bottom in the image")
+    notebook_timeout: Annotated[StrictInt, Field(gt=0)] = Field(600, description="seconds each notebook cell may take")
+    extra_imports: list[Name] = Field([], description="module names to import besides those found in the image")
+    skip_imports: list[Name] = Field([], description="module names not to import (say why in a comment)")
+    size_budget: ByteSize = Field(ByteSize(6_000_000_000), description="largest image size allowed, e.g. '6GB'")
+    tests: Path = Field(Path("image/tests"), description="the user's own pytest tests, run inside the image")
+    jupyterhub_version: StrictStr = Field(
+        "", description="JupyterHub version of the deployed hub; empty: derived from the chart version"
+    )
+
+
+class ImageLocation(_Section):
+    file: Path = Field(description="values file that holds the image")
+    path: Name = Field(description="YAML path of the image in that file, e.g. 'jupyterhub.singleuser.image'")
+
+
+class DeploySettings(_Section):
+    values: list[Path] = Field(description="Helm values files, in the order they are passed to helm", min_length=1)
+    image: list[ImageLocation] = Field(description="where the image is written in the values files", min_length=1)
+    release: Name = Field(description="Helm release name")
+    namespace: Name = Field(description="Kubernetes namespace")
+    chart: Name = Field("jupyterhub/jupyterhub", description="chart to deploy")
+    chart_version: Name = Field(description="chart version, a string such as '4.2.0'")
+
+
+class HubConfig(_Section):
+    """The whole of hub.toml. `root` is the folder holding it; paths resolve against it."""
+
+    image: ImageSettings = ImageSettings()
+    environment: EnvironmentSettings = EnvironmentSettings()
+    mirrors: dict[
+        Annotated[StrictStr, Field(pattern=_CHANNEL_NAME.pattern)],
+        Annotated[StrictStr, Field(pattern=r"^(https?|file)://")],
+    ] = Field({}, description="channel name -> URL to read it from instead (air-gapped sites, tests)")
+    docker: DockerSettings = DockerSettings()
+    smoke: SmokeSettings = SmokeSettings()
+    deploy: dict[Annotated[StrictStr, Field(pattern="^[a-z][a-z0-9-]*$")], DeploySettings] = Field(
+        {}, description="one table per environment; 'staging' and 'prod' are required"
+    )
+    root: Path = Field(Path(), exclude=True)
+
+    def file(self, relative: Path) -> Path:
+        """A path from hub.toml, resolved against the folder that holds it."""
+        return relative if relative.is_absolute() else self.root / relative
+
+    def deploy_target(self, name: str) -> DeploySettings:
+        try:
+            return self.deploy[name]
+        except KeyError:
+            known = ", ".join(sorted(self.deploy)) or "none"
+            raise ConfigError(f"{self.root / CONFIG_NAME}: no [deploy.{name}] table (environments: {known}).") from None
+
+    @property
+    def docker_cli(self) -> str:
+        return os.environ.get("HUBSHIP_DOCKER") or self.docker.cli
+
+
+REQUIRED_ENVIRONMENTS = ("staging", "prod")
+
+
+def find_config(start: Path | None = None) -> Path:
+    """The hub.toml named by HUBSHIP_CONFIG, or the nearest one in this folder or its parents."""
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"No {CONFIG_NAME} in {here} or its parents. Run from the hub repository or pass --config PATH.")
+
+
+def load_config(path: Path) -> HubConfig:
+    """Read and validate hub.toml; raise ConfigError with one line on any problem."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file. Create it from the hub.toml of the toolkit's repository.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    try:
+        config = HubConfig.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_describe(path, exc.errors()[0])) from None
+    missing = [name for name in REQUIRED_ENVIRONMENTS if name not in config.deploy]
+    if missing:
+        raise ConfigError(f"{path}: [deploy.{missing[0]}] is missing; hub.toml needs a table for staging and prod.")
+    return config.model_copy(update={"root": path.resolve().parent})
+
+
+def _describe(path: Path, error: Any) -> str:
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc)
+    fields, field = _fields_at(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        known = ", ".join(name for name in fields if name != "root")
+        return f"{path}: unknown key '{key}'; expected one of: {known}."
+    expected = f" ({field.description})" if field is not None and field.description else ""
+    if kind == "missing":
+        return f"{path}: '{key}' is required{expected}."
+    return f"{path}: '{key}': {error['msg'].lower()}{expected}, got {error['input']!r}."
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, directly or as the values of a dict or list."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields_at(loc: list[str]) -> tuple[dict[str, pydantic.fields.FieldInfo], pydantic.fields.FieldInfo | None]:
+    """The fields of the table at `loc[:-1]`, and the field `loc[-1]` names in it."""
+    fields = HubConfig.model_fields
+    field = None
+    for depth, part in enumerate(loc, start=1):
+        if part not in fields:
+            continue  # a table name under [deploy] or a list index
+        field = fields[part]
+        model = _model_in(field.annotation)
+        if model is not None and depth < len(loc):
+            fields = model.model_fields
+    return fields, field

@@ -1,0 +1,46 @@
+"""The one exception type for failures a person can act on.
+
+Raise `ToolingError` (or a subclass) for every expected failure: bad input,
+a missing daemon, an unreachable registry. The CLI prints its message as one
+block, without a traceback, and exits with its `exit_code`. Anything else
+that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class ToolingError(Exception):
+    """An expected failure: what failed, where (file and line or key), what to do."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class ConfigError(ToolingError):
+    """hub.toml (or a file it names) is missing or wrong; usage errors exit with 2."""
+
+    exit_code = 2
+
+
+class CommandFailed(ToolingError):
+    """An external program (docker, git, ...) exited non-zero."""
+
+    def __init__(self, argv: list[str], returncode: int, output_tail: list[str], hint: str = "") -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.output_tail = output_tail
+        lines = [f"`{' '.join(argv[:3])}` failed with exit code {returncode}."]
+        if output_tail:
+            lines.append("Its last lines of output:")
+            lines.extend(f"    {line}" for line in output_tail)
+        if hint:
+            lines.append(hint)
+        super().__init__("\n".join(lines))

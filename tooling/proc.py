@@ -1,0 +1,120 @@
+"""The one way the toolkit runs external programs (docker, git, ...).
+
+Every call logs its exact command line; a failure raises `CommandFailed`
+carrying the program's own last lines of output. Secrets never go on a
+command line: pass them through `stdin_text`.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shlex
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tooling.errors import CommandFailed, ToolingError
+from tooling.log import logger, redact
+
+TAIL_LINES = 25
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _environment(env: Mapping[str, str] | None) -> dict[str, str] | None:
+    if env is None:
+        return None
+    merged = dict(os.environ)
+    merged.update(env)
+    return merged
+
+
+def _not_found(argv: Sequence[str], hint: str) -> ToolingError:
+    return ToolingError(f"`{argv[0]}` was not found on this machine. {hint}".strip())
+
+
+def _tail(text: str) -> list[str]:
+    return [redact(line) for line in text.splitlines()[-TAIL_LINES:]]
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin_text: str | None = None,
+    timeout: float | None = None,
+    check: bool = True,
+    hint: str = "",
+) -> Completed:
+    """Run a program to completion, capturing its output."""
+    args = [str(a) for a in argv]
+    logger.debug("$ %s", redact(shlex.join(args)))
+    try:
+        proc = subprocess.run(
+            args,
+            env=_environment(env),
+            cwd=cwd,
+            input=stdin_text,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise _not_found(args, hint) from exc
+    except subprocess.TimeoutExpired as exc:
+        output = (exc.stdout or b"") + (exc.stderr or b"")
+        text = output.decode(errors="replace") if isinstance(output, bytes) else output
+        raise CommandFailed(args, -1, _tail(text), f"It did not finish within {timeout:.0f} s. {hint}".strip()) from exc
+    if check and proc.returncode != 0:
+        raise CommandFailed(args, proc.returncode, _tail(proc.stdout + proc.stderr), hint)
+    return Completed(args, proc.returncode, proc.stdout, proc.stderr)
+
+
+def stream(
+    argv: Sequence[str],
+    *,
+    on_line: Callable[[str], None],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    hint: str = "",
+) -> list[str]:
+    """Run a long program, handing each output line (stdout and stderr merged) to `on_line`.
+
+    Returns the last lines of output; raises `CommandFailed` with them when
+    the program fails.
+    """
+    args = [str(a) for a in argv]
+    logger.debug("$ %s", redact(shlex.join(args)))
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    try:
+        proc = subprocess.Popen(
+            args,
+            env=_environment(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+    except FileNotFoundError as exc:
+        raise _not_found(args, hint) from exc
+    assert proc.stdout is not None
+    with proc:
+        for raw_line in proc.stdout:
+            line = redact(raw_line.rstrip("\n"))
+            tail.append(line)
+            on_line(line)
+    if proc.returncode != 0:
+        raise CommandFailed(args, proc.returncode, list(tail), hint)
+    return list(tail)

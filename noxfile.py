@@ -10,16 +10,16 @@ import nox
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"
 
-STAGE_COMMANDS = ("config",)
+STAGE_COMMANDS = ("config", "lock", "lock-diff", "push", "bump", "set-image")
 
 
-def _stage_session(command: str) -> nox.Session:
+def _stage_session(command: str) -> None:
     def stage(session: nox.Session) -> None:
         session.install("-e", ".")
         session.run("python", "-m", "tooling", command, *session.posargs)
 
     stage.__doc__ = f"python -m tooling {command} (arguments after -- pass through)"
-    return nox.session(name=command)(stage)  # type: ignore[no-any-return]
+    nox.session(name=command)(stage)
 
 
 for _command in STAGE_COMMANDS:

@@ -118,3 +118,63 @@ def stream(
     if proc.returncode != 0:
         raise CommandFailed(args, proc.returncode, list(tail), hint)
     return list(tail)
+
+
+@dataclass
+class Server:
+    """A long-running program this process started; stop it with `stop`, by its own PID."""
+
+    argv: list[str]
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self) -> list[str]:
+        try:
+            return _tail(self.log_path.read_text(errors="replace"))
+        except FileNotFoundError:
+            return []
+
+    def stop(self, timeout: float = 10) -> None:
+        """Ask the program to end (SIGTERM), then kill it if it has not within `timeout` seconds."""
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=timeout)
+
+
+def start(
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    hint: str = "",
+) -> Server:
+    """Start a long-running program (a server), its output going to `log_path`."""
+    args = [str(a) for a in argv]
+    logger.debug("$ %s &", redact(shlex.join(args)))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log_file:
+        try:
+            process = subprocess.Popen(
+                args,
+                env=_environment(env),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        except FileNotFoundError as exc:
+            raise _not_found(args, hint) from exc
+    return Server(args, process, log_path)

@@ -6,17 +6,24 @@
 # exits. It has its own data root (kept between runs, so the rig's base image
 # is cached), exec root, socket and pidfile. It never creates Docker's default
 # bridge or touches iptables: containers get host networking or none.
-set -euo pipefail
+# If an engine already answers on the rig's socket, it is used as it is and
+# left running. No `set -e` here: it would outlive this file in the shell
+# that sources it; each step checks its own failure.
 
 rig_state="${HUBSHIP_RIG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hubship-rig}"
 docker_root="$rig_state/docker"
 run_dir="/run/hubship-rig-docker"
-mkdir -p "$docker_root" "$run_dir"
 
 export DOCKER_HOST="unix://$run_dir/docker.sock"
 # Debian's 20.10 CLI builds with BuildKit without the buildx plugin; a newer
 # client-only CLI earlier on PATH may lack buildx.
 export HUBSHIP_DOCKER=/usr/bin/docker
+
+if /usr/bin/docker version >/dev/null 2>&1; then
+  echo "dockerd already answers at $DOCKER_HOST; using it (it is not stopped on exit)"
+  return 0 2>/dev/null || exit 0
+fi
+mkdir -p "$docker_root" "$run_dir" || { return 1 2>/dev/null || exit 1; }
 
 /usr/sbin/dockerd \
   --data-root "$docker_root" \

@@ -1,0 +1,65 @@
+"""`bump`: write the image into an environment's Helm values, at the places hub.toml names."""
+
+from __future__ import annotations
+
+import argparse
+
+from tooling.cli.common import add_command, load
+from tooling.cli.set_image_cmd import add_write_options, report
+from tooling.state import State
+from tooling.values import bump_image_tag
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = add_command(
+        subparsers,
+        "bump",
+        summary="Write the image into an environment's Helm values at the places hub.toml names "
+        "([deploy.ENV].image); every other byte of the files stays as it is.",
+        reads="hub.toml, .hubship/state.json (the last push), the values files of [deploy.ENV].image "
+        "(and of the environment --from-env names)",
+        writes="those values files, only the image values in them (nothing with --check); .hubship/reports/bump-ENV.md",
+        example="python -m tooling bump staging\n  python -m tooling bump prod --from-env staging",
+    )
+    parser.add_argument("environment", metavar="ENV", help="the environment to write: a [deploy.ENV] table of hub.toml")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--tag", help="tag to write with hub.toml's image (default: the tag of the last `python -m tooling push`)"
+    )
+    source.add_argument(
+        "--from-env",
+        dest="from_environment",
+        metavar="OTHER",
+        help="copy the image that environment OTHER's values hold (its first [deploy.OTHER].image place); "
+        "this is how prod gets staging's image",
+    )
+    add_write_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(args)
+    bump = bump_image_tag(
+        config,
+        args.environment,
+        tag=args.tag,
+        from_environment=args.from_environment,
+        create=args.create,
+        check=args.check,
+    )
+    changed_files = " and ".join(file.label for file in bump.update.files if file.changed)
+    return report(
+        bump.update,
+        title=f"bump {bump.environment}",
+        source=bump.source,
+        check=args.check,
+        next_step=f"commit {changed_files}, then {_after_bump(bump.environment)}",
+        report_path=State.load(config.root).reports_dir() / f"bump-{bump.environment}.md",
+    )
+
+
+def _after_bump(environment: str) -> str:
+    deploy = f"deploy {environment} (`python -m tooling deploy {environment}`)"
+    if environment == "staging":
+        return f"{deploy}, check the hub, and promote the image to prod (`python -m tooling promote`)."
+    return f"{deploy}."

@@ -1,0 +1,135 @@
+"""`lock`: environment.yml -> conda-lock.yml and conda-<platform>.lock, with a change report; `--check` gates CI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tooling.cli.common import add_command, load, publish_markdown
+from tooling.config import HubConfig
+from tooling.errors import ConfigError
+from tooling.lock import LockRequest, LockResult, check_lock, lock_environment, shown
+from tooling.solve import ENGINES
+from tooling.state import STATE_DIR, STATE_FILE, State
+
+REPORT_NAME = "lock.md"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = add_command(
+        subparsers,
+        "lock",
+        summary="Lock the user image's conda environment (and its pip: section) for the platforms in hub.toml, "
+        "and report what changed since the previous lock.",
+        reads="hub.toml ([environment], [mirrors]), environments/environment.yml, the previous lock, "
+        "the channels or their mirrors, and PyPI for a pip: section",
+        writes="environments/conda-lock.yml, environments/conda-<platform>.lock, .hubship/reports/lock.md "
+        "(with --check: nothing)",
+        example="python -m tooling lock --mirror conda-forge=https://conda-mirror.example.org/conda-forge",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 0 if the lock matches the spec, else 1 with the reason (stale, hand-edited, "
+        "incomplete, missing platform)",
+    )
+    mode.add_argument(
+        "--update",
+        nargs="+",
+        metavar="NAME",
+        help="relock only these packages, keeping every other one at its locked version where the solver allows",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="rattler",
+        help="rattler (default): py-rattler in this process, no conda needed; "
+        "conda-lock: run the conda-lock command line, which needs conda, mamba or micromamba",
+    )
+    parser.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="read channel NAME from URL (repeatable; wins over [mirrors] in hub.toml); the lock still "
+        "records https://conda.anaconda.org/NAME URLs",
+    )
+    parser.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="SPEC",
+        help="environment file(s) to lock together instead of hub.toml's environment.spec (repeatable)",
+    )
+    parser.add_argument(
+        "--conda-exe", metavar="PATH", help="--engine conda-lock: the conda, mamba or micromamba it runs"
+    )
+    parser.add_argument(
+        "--pypi-mapping",
+        metavar="FILE_OR_URL",
+        help="PyPI-to-conda name mapping a pip: section needs (default: conda-lock's, from GitHub)",
+    )
+    parser.set_defaults(run=run)
+
+
+def parse_mirrors(values: Sequence[str]) -> dict[str, str]:
+    mirrors = {}
+    for value in values:
+        name, sep, url = value.partition("=")
+        if not sep or not name or not url.startswith(("http://", "https://", "file://")):
+            raise ConfigError(f"--mirror {value}: expected NAME=URL with an http(s):// or file:// URL.")
+        mirrors[name] = url
+    return mirrors
+
+
+def request_from(args: argparse.Namespace, config: HubConfig) -> LockRequest:
+    return LockRequest.from_config(
+        config,
+        spec_files=args.file,
+        mirrors=parse_mirrors(args.mirror),
+        engine=args.engine,
+        update=args.update or (),
+        conda_exe=args.conda_exe,
+        pypi_mapping=args.pypi_mapping,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(args)
+    request = request_from(args, config)
+    if args.check:
+        verdict = check_lock(request)
+        publish_markdown(f"### Lock check: {'current' if verdict.current else 'FAILED'}\n\n{verdict.reason}\n", None)
+        if verdict.current:
+            print(f"ok: {verdict.reason}")
+            return 0
+        print(f"lock --check: {verdict.reason}", file=sys.stderr)
+        return 1
+    result = lock_environment(request)
+    print(result.report.table())
+    print()
+    print(summary(result))
+    reports = State(config.root / STATE_DIR / STATE_FILE).reports_dir()
+    publish_markdown(markdown(result), reports / REPORT_NAME)
+    return 0
+
+
+def summary(result: LockResult) -> str:
+    counts = ", ".join(f"{n} packages for {platform}" for platform, n in result.package_counts.items())
+    files = ", ".join(shown(path) for path in (result.lock_file, *result.explicit_files))
+    done = f"Wrote {files}" if result.written else f"Unchanged: {files}"
+    timing = f"{result.total_seconds:.2f} s, solver {result.solver_seconds:.2f} s, engine {result.engine}"
+    return f"{done} ({counts}; {timing}).\nNext: commit the lock files, then `python -m tooling build`."
+
+
+def markdown(result: LockResult) -> str:
+    body = result.report.markdown(f"Lock: {result.lock_file.name}")
+    state = "written" if result.written else "unchanged (the solve gave the same lock)"
+    return (
+        f"{body}\nLock {state}; engine {result.engine}, solver {result.solver_seconds:.1f} s, "
+        f"total {result.total_seconds:.1f} s. Next: commit the lock files, then build the image.\n"
+    )

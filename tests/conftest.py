@@ -1,0 +1,5 @@
+pytest_plugins = [
+    "tests.rig.channel_fixtures",
+    "tests.rig.docker_fixtures",
+    "tests.lock_fixtures",
+]

@@ -54,6 +54,7 @@ ROOT_REQUIREMENTS = (
     "xarray",
     "h5py",
     "matplotlib",
+    "pytest",
     "pip",
 )
 

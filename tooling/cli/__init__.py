@@ -15,11 +15,11 @@ from pathlib import Path
 from types import ModuleType
 
 from tooling import __version__, log
-from tooling.cli import config_cmd
+from tooling.cli import bump_cmd, config_cmd, lock_cmd, lock_diff_cmd, push_cmd, set_image_cmd
 from tooling.errors import ToolingError
 
 # The order of this list is the order of `--help`.
-COMMANDS: list[ModuleType] = [config_cmd]
+COMMANDS: list[ModuleType] = [config_cmd, lock_cmd, lock_diff_cmd, push_cmd, bump_cmd, set_image_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -86,7 +86,7 @@ def test_chart_version_written_as_a_number_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_environment_is_named(tmp_path: Path) -> None:
-    path = write_config(tmp_path, MINIMAL.split("[deploy.prod]")[0])
+    path = write_config(tmp_path, MINIMAL.split("[deploy.prod]", maxsplit=1)[0])
     with pytest.raises(ConfigError, match=r"\[deploy\.prod\] is missing"):
         load_config(path)
 

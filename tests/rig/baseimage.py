@@ -179,7 +179,9 @@ class BaseImageRecipe:
 
     @property
     def reference(self) -> str:
-        return f"{IMAGE_REPOSITORY}:{self.tag}"
+        # The benchmark of a cold rig start names its own repository, so it never removes the image tests use.
+        repository = os.environ.get("HUBSHIP_RIG_BASE_REPOSITORY") or IMAGE_REPOSITORY
+        return f"{repository}:{self.tag}"
 
 
 RECIPE = BaseImageRecipe(

@@ -59,7 +59,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _after_bump(environment: str) -> str:
-    deploy = f"deploy {environment} (`python -m tooling deploy {environment}`)"
-    if environment == "staging":
-        return f"{deploy}, check the hub, and promote the image to prod (`python -m tooling promote`)."
-    return f"{deploy}."
+    return f"deploy {environment}: step 'deploy-{environment}' of `python -m tooling runbook` gives the helm command."

@@ -1,0 +1,84 @@
+"""The one definition of the order: the runbook, the pipeline command and nox all follow it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tooling.cli import main
+from tooling.config import load_config
+from tooling.pipeline import STAGE_NAMES, STAGES, automated_run, runbook
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_order_is_the_documented_one() -> None:
+    assert STAGE_NAMES == (
+        "lock",
+        "build",
+        "test",
+        "push",
+        "bump-staging",
+        "deploy-staging",
+        "verify-staging",
+        "promote",
+        "deploy-prod",
+        "verify-prod",
+    )
+
+
+def test_committed_runbook_is_rendered_from_the_order_and_hub_toml() -> None:
+    committed = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
+    assert committed == runbook(load_config(ROOT / "hub.toml"))
+    assert main(["--config", str(ROOT / "hub.toml"), "runbook", "--check", str(ROOT / "docs" / "runbook.md")]) == 0
+
+
+def test_runbook_check_fails_on_a_stale_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stale = tmp_path / "runbook.md"
+    stale.write_text("# an old runbook\n", encoding="utf-8")
+    assert main(["--config", str(ROOT / "hub.toml"), "runbook", "--check", str(stale)]) == 1
+    assert "is not the current runbook" in capsys.readouterr().out
+
+
+def test_runbook_gives_helm_commands_from_hub_toml() -> None:
+    text = runbook(load_config(ROOT / "hub.toml"))
+    assert (
+        "helm upgrade --install hub-staging jupyterhub/jupyterhub --version 4.3.3 --namespace hub-staging "
+        "--create-namespace --values deploy/common.yaml --values deploy/staging.yaml" in text
+    )
+    assert text.index("## 5. Bump staging") < text.index("## 6. Deploy staging (manual)")
+    assert text.index("## 7. Verify staging") < text.index("## 8. Promote to prod")
+
+
+def test_automated_run_stops_before_the_first_manual_stage() -> None:
+    assert [stage.name for stage in automated_run("lock", "verify-prod")] == [
+        "lock",
+        "build",
+        "test",
+        "push",
+        "bump-staging",
+    ]
+    assert [stage.name for stage in automated_run("promote", "verify-prod")] == ["promote"]
+    assert automated_run("deploy-staging", "verify-prod") == []
+    assert all(stage.automated == bool(stage.command) for stage in STAGES)
+
+
+def test_pipeline_stops_at_the_first_failing_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    for part in ("hub.toml", "environments", "image", "deploy"):
+        source = ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, hub / part)
+        else:
+            shutil.copy2(source, hub / part)
+    spec = hub / "environments" / "environment.yml"
+    spec.write_text(spec.read_text(encoding="utf-8").replace("  - pandas\n", "  - pandas\n  - scipy\n"))
+    assert main(["--config", str(hub / "hub.toml"), "pipeline"]) == 1
+    out = capsys.readouterr().out
+    assert "== [1/5] Check the lock: python -m tooling lock --check" in out
+    assert "== [2/5]" not in out
+    assert "The pipeline stopped at lock" in out
+    assert "python -m tooling pipeline --from lock" in out

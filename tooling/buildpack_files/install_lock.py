@@ -1,0 +1,327 @@
+"""Install an explicit conda lock into a prefix, inside the image build, with py-rattler.
+
+This script runs in the environment-install step of the image build (see
+`tooling/buildpack.py`), as the notebook user, with the throwaway build
+environment's Python (the lock's own `python`, plus a py-rattler wheel on
+PYTHONPATH). Nothing it runs with reaches the image: the build environment,
+this script and the install plan are bind mounts, the downloaded packages
+live in a BuildKit cache mount, and the mirror list is a BuildKit secret.
+
+What it does, in order:
+
+1. Fetch: every package of the plan (the explicit lock's `URL#MD5` lines, in
+   their order, with the sha256 conda-lock.yml records for each) is
+   downloaded by py-rattler's HTTP client, which sends requests for the
+   canonical https://conda.anaconda.org/... URLs to the mirrors it is given.
+   Each file's md5 AND sha256 are checked against the lock, also for a file
+   found in the cache (which is keyed by both hashes). py-rattler's installer
+   checks only one hash (sha256 when it has one), so both are checked here,
+   before anything is linked: one mismatch and nothing is installed.
+2. Link: py-rattler installs the verified files (no solve: exactly these
+   records) into the prefix, extracting them into a package cache in /tmp
+   that is deleted at the end of the step, so no package cache stays in the
+   image. Link scripts are not run (py-rattler's default).
+3. Record: conda-meta gets the lock's canonical URL of every package (the
+   installer read local files) and no path of the deleted package cache.
+4. pip: the lock's `# pip NAME @ URL#sha256=...` lines are installed with the
+   environment's own pip, `--no-deps --require-hashes --no-index`.
+5. Bytecode: py-rattler writes no .pyc for noarch packages, so the
+   environment's own Python compiles every module once here; a hub starts a
+   server per user, and each start would otherwise compile them again.
+6. Check: conda-meta holds exactly the plan's packages.
+
+Errors are printed as `hubship-install: error: ...` lines, which the build
+stage shows as they are; the exit status is 3 for a hash mismatch, 1 for
+any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rattler import RepoDataRecord, install
+from rattler.networking import Client, MirrorMiddleware
+from rattler.package_streaming import download_to_path
+from rattler.platform import Subdir
+
+MARK = "hubship-install:"
+HASH_MISMATCH_EXIT = 3
+# Downloads at once: enough to fill a fast link, few enough for a small mirror.
+CONCURRENT_DOWNLOADS = 8
+CHUNK = 1 << 20
+
+
+class InstallError(Exception):
+    """A failure this script explains in its own words."""
+
+    exit_code = 1
+
+
+class HashMismatch(InstallError):
+    exit_code = HASH_MISMATCH_EXIT
+
+
+@dataclass(frozen=True)
+class Package:
+    url: str
+    md5: str
+    sha256: str
+
+    @property
+    def file_name(self) -> str:
+        return self.url.rsplit("/", 1)[1]
+
+    @property
+    def channel(self) -> str:
+        """The channel's base URL: the package URL without SUBDIR/FILE."""
+        return self.url.rsplit("/", 2)[0] + "/"
+
+
+@dataclass(frozen=True)
+class PipPackage:
+    name: str
+    url: str
+    sha256: str
+
+
+def say(message: str) -> None:
+    print(f"{MARK} {message}", flush=True)
+
+
+def read_plan(path: Path) -> tuple[list[Package], list[PipPackage]]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    packages = [Package(entry["url"], entry["md5"], entry["sha256"]) for entry in data["packages"]]
+    pip = [PipPackage(entry["name"], entry["url"], entry["sha256"]) for entry in data["pip"]]
+    return packages, pip
+
+
+def read_mirrors(path: Path) -> dict[str, list[str]]:
+    """Canonical channel URL -> mirror URLs; an absent secret means no mirrors."""
+    if not path.is_file():
+        return {}
+    data: dict[str, str] = json.loads(path.read_text(encoding="utf-8") or "{}")
+    return {canonical: [mirror] for canonical, mirror in data.items()}
+
+
+# --- fetch and verify --------------------------------------------------------------------
+
+
+def file_hashes(path: Path) -> tuple[str, str]:
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            md5.update(chunk)
+            sha256.update(chunk)
+    return md5.hexdigest(), sha256.hexdigest()
+
+
+def mismatch(package: Package, path: Path) -> str:
+    """What differs between the file and the lock, or '' when both hashes match."""
+    md5, sha256 = file_hashes(path)
+    problems = [
+        f"{kind} expected {expected}, got {actual}"
+        for kind, expected, actual in (("md5", package.md5, md5), ("sha256", package.sha256, sha256))
+        if expected != actual
+    ]
+    return "; ".join(problems)
+
+
+def cached_archive(archives: Path, package: Package) -> Path:
+    """Where a verified file is kept: a folder per (sha256, md5), so an edited lock never matches an old file."""
+    return archives / f"{package.sha256}.{package.md5}" / package.file_name
+
+
+async def fetch(client: Client, package: Package, archives: Path, slots: asyncio.Semaphore) -> Path:
+    """The package's file, downloaded unless the cache has it, checked against both hashes of the lock."""
+    target = cached_archive(archives, package)
+    if target.is_file():
+        if not mismatch(package, target):
+            return target
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    async with slots:
+        await download_to_path(client, package.url, partial)
+    problem = mismatch(package, partial)
+    if problem:
+        partial.unlink()
+        raise HashMismatch(f"{package.file_name} ({package.url}) does not match the lock: {problem}")
+    partial.replace(target)
+    return target
+
+
+async def fetch_all(packages: Sequence[Package], mirrors: dict[str, list[str]], archives: Path) -> list[Path]:
+    client = Client([MirrorMiddleware(mirrors)]) if mirrors else Client()
+    slots = asyncio.Semaphore(CONCURRENT_DOWNLOADS)
+    results = await asyncio.gather(
+        *(fetch(client, package, archives, slots) for package in packages), return_exceptions=True
+    )
+    mismatches = [str(result) for result in results if isinstance(result, HashMismatch)]
+    if mismatches:
+        raise HashMismatch("; ".join(mismatches) + ". Nothing was installed.")
+    for package, result in zip(packages, results, strict=True):
+        if isinstance(result, BaseException):
+            raise InstallError(f"downloading {package.url} failed: {result}")
+    return [result for result in results if isinstance(result, Path)]
+
+
+# --- link --------------------------------------------------------------------------------
+
+
+async def local_records(packages: Sequence[Package], files: Sequence[Path]) -> list[RepoDataRecord]:
+    """Records read from the verified files themselves (index.json), linked from there, named by the lock's channel."""
+    records = []
+    for package, path in zip(packages, files, strict=True):
+        record = await RepoDataRecord.from_package_archive(path)
+        record.channel = package.channel
+        record.md5 = bytes.fromhex(package.md5)
+        record.sha256 = bytes.fromhex(package.sha256)
+        records.append(record)
+    return records
+
+
+def link(records: list[RepoDataRecord], prefix: Path) -> None:
+    # The package cache lives on the same file system as the prefix, so files are
+    # hard-linked rather than copied, and it is gone before the step's layer is made.
+    with tempfile.TemporaryDirectory(prefix="hubship-package-cache-") as package_cache:
+        asyncio.run(
+            install(
+                records,
+                target_prefix=prefix,
+                cache_dir=Path(package_cache),
+                platform=Subdir("linux-64"),
+                execute_link_scripts=False,
+                show_progress=False,
+            )
+        )
+
+
+def record_canonical_urls(prefix: Path, packages: Sequence[Package]) -> None:
+    """conda-meta says where each package comes from: the lock's URL, not the local file it was linked from."""
+    by_file = {package.file_name: package for package in packages}
+    for meta in sorted((prefix / "conda-meta").glob("*.json")):
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        package = by_file.get(data.get("fn", ""))
+        if package is None:
+            continue
+        data["url"] = package.url
+        data.pop("extracted_package_dir", None)
+        partial = meta.with_name(f".{meta.name}.partial")
+        partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        partial.replace(meta)
+
+
+# --- pip, bytecode, check ----------------------------------------------------------------
+
+
+def run(argv: Sequence[str], what: str) -> None:
+    completed = subprocess.run(list(argv), check=False)
+    if completed.returncode != 0:
+        raise InstallError(f"{what} failed with exit code {completed.returncode} (its output is above)")
+
+
+def install_pip(prefix: Path, pip: Sequence[PipPackage]) -> None:
+    python = prefix / "bin" / "python"
+    if not (python.exists() and any((prefix / "conda-meta").glob("pip-*.json"))):
+        raise InstallError("the lock has `# pip` lines but no conda `pip` package: add pip to environment.yml")
+    with tempfile.TemporaryDirectory(prefix="hubship-pip-") as scratch:
+        requirements = Path(scratch) / "requirements.txt"
+        requirements.write_text(
+            "".join(f"{entry.name} @ {entry.url} --hash=sha256:{entry.sha256}\n" for entry in pip), encoding="utf-8"
+        )
+        run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--require-hashes",
+                "--no-index",
+                "--no-cache-dir",
+                "--disable-pip-version-check",
+                "--no-warn-script-location",
+                "--progress-bar",
+                "off",
+                "--requirement",
+                str(requirements),
+            ],
+            "pip install of the lock's pip packages",
+        )
+
+
+def compile_bytecode(prefix: Path) -> None:
+    libraries = sorted(path for path in (prefix / "lib").glob("python3*") if path.is_dir())
+    for library in libraries:
+        # A few files of some packages are not Python 3 on purpose (test data, templates):
+        # compileall reports them and exits non-zero; they stay source, as with conda.
+        compileall = [str(prefix / "bin" / "python"), "-m", "compileall", "-qq", "-j", "0", str(library)]
+        subprocess.run(compileall, check=False)
+
+
+def check_installed(prefix: Path, packages: Sequence[Package]) -> None:
+    installed = {json.loads(meta.read_text(encoding="utf-8"))["fn"] for meta in (prefix / "conda-meta").glob("*.json")}
+    missing = sorted({package.file_name for package in packages} - installed)
+    if missing:
+        raise InstallError(f"conda-meta lacks {len(missing)} of the lock's packages after the install: {missing[:5]}")
+
+
+def size_of(prefix: Path) -> int:
+    return sum(path.lstat().st_size for path in prefix.rglob("*") if not path.is_symlink() and path.is_file())
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def install_lock(plan: Path, prefix: Path, cache: Path, mirrors: Path) -> None:
+    started = time.monotonic()
+    packages, pip = read_plan(plan)
+    say(f"fetching and verifying {len(packages)} packages (md5 and sha256 of each)")
+    files = asyncio.run(fetch_all(packages, read_mirrors(mirrors), cache / "archives"))
+    say(f"linking {len(packages)} packages into {prefix}")
+    link(asyncio.run(local_records(packages, files)), prefix)
+    record_canonical_urls(prefix, packages)
+    if pip:
+        say(f"installing {len(pip)} pip packages with the environment's pip")
+        install_pip(prefix, pip)
+    say("compiling bytecode")
+    compile_bytecode(prefix)
+    check_installed(prefix, packages)
+    say(
+        f"installed {len(packages)} conda and {len(pip)} pip packages "
+        f"({size_of(prefix) / 1e6:.0f} MB) in {time.monotonic() - started:.1f} s"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Install an explicit conda lock into a prefix.")
+    parser.add_argument("--plan", type=Path, required=True, help="the install plan (JSON) the build stage wrote")
+    parser.add_argument("--prefix", type=Path, required=True, help="the environment to create")
+    parser.add_argument("--cache", type=Path, required=True, help="where verified package files are kept")
+    parser.add_argument("--mirrors", type=Path, required=True, help="JSON: canonical channel URL -> mirror URL")
+    args = parser.parse_args(argv)
+    try:
+        install_lock(args.plan, args.prefix, args.cache, args.mirrors)
+    except InstallError as exc:
+        say(f"error: {exc}")
+        return exc.exit_code
+    except Exception as exc:  # rattler's and the OS's errors: one line, which the build stage shows
+        say(f"error: {type(exc).__name__}: {exc}".replace("\n", " / "))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

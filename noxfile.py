@@ -5,12 +5,15 @@ toolkit installed; arguments after `--` pass through, e.g.
 `nox -s lock -- --update numpy`. No session holds logic of its own.
 """
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"
 
-STAGE_COMMANDS = ("config", "lock", "lock-diff", "push", "bump", "set-image")
+WORKFLOWS = sorted(str(path) for path in Path(".github/workflows").glob("*.yml"))
+STAGE_COMMANDS = ("config", "lock", "lock-diff", "build", "test", "push", "bump", "set-image", "pipeline", "runbook")
 
 
 def _stage_session(command: str) -> None:
@@ -28,11 +31,14 @@ for _command in STAGE_COMMANDS:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and format) and mypy over the toolkit, its tests and benchmarks."""
+    """ruff (lint and format) and mypy over the toolkit, its tests and benchmarks; the workflows audited."""
     session.install("-e", ".[test,lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *WORKFLOWS)
+    # Low findings are advice (e.g. installing configurable-http-proxy without a lockfile); fail on the rest.
+    session.run("zizmor", "--min-severity", "medium", ".github/workflows")
 
 
 @nox.session

@@ -1,5 +1,6 @@
 pytest_plugins = [
     "tests.rig.channel_fixtures",
     "tests.rig.docker_fixtures",
+    "tests.rig.hub_fixtures",
     "tests.lock_fixtures",
 ]

@@ -15,11 +15,33 @@ from pathlib import Path
 from types import ModuleType
 
 from tooling import __version__, log
-from tooling.cli import bump_cmd, config_cmd, lock_cmd, lock_diff_cmd, push_cmd, set_image_cmd
+from tooling.cli import (
+    build_cmd,
+    bump_cmd,
+    config_cmd,
+    lock_cmd,
+    lock_diff_cmd,
+    pipeline_cmd,
+    push_cmd,
+    runbook_cmd,
+    set_image_cmd,
+    test_cmd,
+)
 from tooling.errors import ToolingError
 
 # The order of this list is the order of `--help`.
-COMMANDS: list[ModuleType] = [config_cmd, lock_cmd, lock_diff_cmd, push_cmd, bump_cmd, set_image_cmd]
+COMMANDS: list[ModuleType] = [
+    config_cmd,
+    lock_cmd,
+    lock_diff_cmd,
+    build_cmd,
+    test_cmd,
+    push_cmd,
+    bump_cmd,
+    set_image_cmd,
+    pipeline_cmd,
+    runbook_cmd,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse one command line and run it: an expected failure becomes one message and its exit code."""
     args = build_parser().parse_args(argv)
     log.configure(verbose=args.verbose)
     try:

@@ -1,0 +1,467 @@
+"""The smoke-test stage: the built image is the locked environment, and starts the way JupyterHub starts it.
+
+`smoke_test` reads as the process it performs:
+
+1. The image: `--image REF`, else the one the build stage recorded. The
+   Docker engine must answer and hold the image; a missing image is one
+   clear error and is never pulled. configurable-http-proxy must be on PATH.
+   The JupyterHub the image must suit is known before anything runs (below).
+2. The checks run concurrently on a few threads (each mostly waits for a
+   container), every one bounded in time (`tooling.smoke_checks`):
+   `user` (uid 1000, not root, no passwordless sudo), `environment`
+   (conda-meta equals the lock: name, version, build, md5, every difference
+   listed), `imports` (what environment.yml names imports),
+   `singleuser` (jupyterhub-singleuser present, its major version the
+   deployed hub's), `server-start` (jupyterhub-singleuser through the
+   ENTRYPOINT with a spawner's environment answers under /user/NAME/),
+   `hub-spawn` (a real JupyterHub with DockerSpawner and
+   configurable-http-proxy on 127.0.0.1 spawns the image through its REST
+   API, the server is reached through the proxy, a kernel runs code, the
+   server stops and its container is gone: `tooling.hubcheck` with the
+   local hub of `tooling.smoke_hub`), one `notebook PATH` per tutorial in
+   hub.toml, `user-tests` (pytest on image/tests inside the image) and
+   `size` (within hub.toml's budget). While the local hub starts (a few
+   seconds), the checks that do not need it already run.
+3. Every container this run started is removed at the end (all carry the
+   run's label), whether the checks passed, failed or timed out.
+4. Reports: Markdown (a line per check; the failures' details below) and
+   JUnit XML (a testcase per check), written atomically under
+   .hubship/reports/ (the JUnit path can be chosen). The result, passed or
+   not, is recorded in .hubship/state.json under the image's id, which the
+   push stage reads: an image that did not pass is never pushed.
+
+Which JupyterHub: `[smoke] jupyterhub_version` when set, else the one the
+z2jh chart of every `[deploy.*]` table ships (`CHART_HUB_MAJOR`: chart 4.x
+runs JupyterHub 5.x, 3.x runs 4.x, 2.x runs 3.x, 1.x runs 1.x). A chart the
+table does not know, or deploy targets whose hubs differ in major version,
+are a configuration error that says to set `jupyterhub_version`. The image
+suits a hub when jupyterhub-singleuser has the hub's major version.
+
+Decisions:
+
+- Containers run the image by its id, so a tag moved during the run cannot
+  change what is tested; reports and the state name the reference given.
+- Problems with the hub's inputs (hub.toml, the lock, environment.yml) and
+  with this machine (no engine, no image, no configurable-http-proxy) stop
+  the stage with one error before any container runs, and record nothing;
+  a missing notebook or tests folder is the image's check failing.
+- A failed run is recorded too (`passed: false`), so the push stage can say
+  the image failed rather than that it was never tested.
+- The stage writes both reports itself, because the state's record names
+  the Markdown report; the command adds the same Markdown to GitHub's job
+  summary.
+- The server check needs the local hub too: jupyterhub-singleuser asks its
+  hub's API for the hub's version before it listens, and exits when no hub
+  answers (see `tooling.smoke_checks`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from tooling.config import CONFIG_NAME, HubConfig
+from tooling.docker import Docker
+from tooling.errors import ConfigError, ToolingError
+from tooling.files import write_atomic
+from tooling.hubcheck import CHECK_NAME as HUB_CHECK
+from tooling.hubcheck import HubCheckSettings, check_hub_spawn
+from tooling.lock import LOCK_NAME
+from tooling.log import logger, redact, step
+from tooling.smoke_checks import (
+    RUN_LABEL,
+    HubRequirement,
+    ImageEnvironment,
+    ImageUnderTest,
+    LockedPackage,
+    SpecNames,
+    check_environment,
+    check_imports,
+    check_notebook,
+    check_server_start,
+    check_singleuser,
+    check_size,
+    check_user,
+    check_user_tests,
+    import_plan,
+    locked_packages,
+    read_environment,
+    spec_names,
+)
+from tooling.smoke_hub import LocalHub, LocalHubSettings, local_hub, require_proxy
+from tooling.smoke_result import CheckResult, Outcome, run_check
+from tooling.state import State, TestedImage
+
+PLATFORM = "linux-64"
+REPORT_NAME = "smoke-test.md"
+JUNIT_NAME = "smoke-test.xml"
+# The z2jh chart's major version -> the JupyterHub major version it runs.
+CHART_HUB_MAJOR = {1: 1, 2: 3, 3: 4, 4: 5}
+# Threads for the checks: they mostly wait for containers, which share the machine's cores.
+WORKERS = max(2, min(6, 2 * (os.cpu_count() or 1)))
+CHECK_LABEL = "hubship.smoke.check"
+# On top of [smoke] timeout for the spawn: the hub's own steps around the server's start.
+HUB_STEPS_TIMEOUT = 60.0
+CONTAINER_GONE_TIMEOUT = 10.0
+LOG_LINES = 15
+
+
+@dataclass(frozen=True)
+class SmokeRequest:
+    """What the stage reads: which image, the hub's files, and hub.toml's [smoke] settings."""
+
+    root: Path
+    image: str | None  # a local NAME:TAG; None: the image the build stage recorded
+    docker_cli: str
+    lock_file: Path
+    spec_file: Path
+    notebooks: tuple[Path, ...]
+    notebook_timeout: int
+    server_timeout: int
+    extra_imports: tuple[str, ...]
+    skip_imports: tuple[str, ...]
+    size_budget: int
+    tests: Path
+    hub: HubRequirement
+    junit: Path | None = None  # default: .hubship/reports/smoke-test.xml
+
+    @classmethod
+    def from_config(cls, config: HubConfig, *, image: str | None = None, junit: Path | None = None) -> SmokeRequest:
+        if PLATFORM not in config.environment.platforms:
+            raise ConfigError(
+                f"{config.root / CONFIG_NAME}: [environment] platforms has no {PLATFORM}, the platform of the "
+                "image; add it and run `python -m tooling lock`."
+            )
+        smoke = config.smoke
+        return cls(
+            root=config.root,
+            image=image,
+            docker_cli=config.docker_cli,
+            lock_file=config.file(config.environment.lock_dir) / LOCK_NAME,
+            spec_file=config.file(config.environment.spec),
+            notebooks=tuple(config.file(path) for path in smoke.notebooks),
+            notebook_timeout=smoke.notebook_timeout,
+            server_timeout=smoke.timeout,
+            extra_imports=tuple(smoke.extra_imports),
+            skip_imports=tuple(smoke.skip_imports),
+            size_budget=int(smoke.size_budget),
+            tests=config.file(smoke.tests),
+            hub=required_hub(config),
+            junit=junit,
+        )
+
+    def shown(self, path: Path) -> str:
+        """A path as hub.toml would name it: relative to the hub's folder when inside it."""
+        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else str(path)
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    reference: str
+    image_id: str
+    checks: tuple[CheckResult, ...]
+    report: Path
+    junit: Path
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failed(self) -> tuple[CheckResult, ...]:
+        return tuple(check for check in self.checks if not check.passed)
+
+
+def required_hub(config: HubConfig) -> HubRequirement:
+    """The JupyterHub major version the image must suit: hub.toml's override, else the deployed charts'."""
+    hub_toml = config.root / CONFIG_NAME
+    override = config.smoke.jupyterhub_version
+    if override:
+        match = re.match(r"^v?(\d+)(\.\d+)*$", override)
+        if match is None:
+            raise ConfigError(f"{hub_toml}: [smoke] jupyterhub_version {override!r} is not a version such as '5.4'.")
+        return HubRequirement(int(match.group(1)), f'[smoke] jupyterhub_version = "{override}"')
+    sources: dict[int, dict[str, list[str]]] = {}
+    for name, target in sorted(config.deploy.items()):
+        chart = re.match(r"^v?(\d+)\.", target.chart_version)
+        major = CHART_HUB_MAJOR.get(int(chart.group(1))) if chart else None
+        if major is None:
+            known = ", ".join(f"{chart}.x runs {hub}.x" for chart, hub in CHART_HUB_MAJOR.items())
+            raise ConfigError(
+                f"{hub_toml}: [deploy.{name}] chart_version {target.chart_version!r}: which JupyterHub that chart "
+                f"runs is not known here (chart {known}). Set [smoke] jupyterhub_version to the version of the "
+                'hub it deploys, e.g. "5.4".'
+            )
+        sources.setdefault(major, {}).setdefault(target.chart_version, []).append(f"[deploy.{name}]")
+    if len(sources) != 1:
+        described = "; ".join(f"JupyterHub {major}.x: {_charts(charts)}" for major, charts in sources.items())
+        raise ConfigError(
+            f"{hub_toml}: the deploy targets run different JupyterHub major versions ({described}); one image "
+            "cannot suit both. Set [smoke] jupyterhub_version to the one to test against."
+        )
+    ((major, charts),) = sources.items()
+    return HubRequirement(major, _charts(charts))
+
+
+def _charts(charts: Mapping[str, list[str]]) -> str:
+    """'chart 4.3.3 in [deploy.prod] and [deploy.staging]', one part per chart version."""
+    return "; ".join(f"chart {version} in {' and '.join(tables)}" for version, tables in charts.items())
+
+
+# --- the stage ---------------------------------------------------------------------------------
+
+
+def smoke_test(request: SmokeRequest) -> SmokeResult:
+    """Run every check on the image; write the reports; record in the state whether this image passed."""
+    started = time.monotonic()
+    state = State.load(request.root)
+    reference = _image_reference(request, state)
+    docker = Docker(request.docker_cli)
+    docker.require_engine()
+    image = docker.inspect_image(reference)
+    if image is None:
+        raise ToolingError(
+            f"The Docker engine at {docker.engine} has no image {reference}. The smoke test never pulls an "
+            "image: build it here (`python -m tooling build`), or name a local one with --image NAME:TAG "
+            "(`docker images` lists them)."
+        )
+    require_proxy()
+    inputs = _Inputs(*locked_packages(request.lock_file, PLATFORM), spec_names(request.spec_file))
+    target = ImageUnderTest(docker, reference, image, secrets.token_hex(4))
+    with step(f"smoke-test {reference} ({len(_check_names(request))} checks)"):
+        try:
+            checks = _run_checks(request, target, inputs)
+        finally:
+            docker.remove_containers(*docker.containers_labelled(target.label))
+    reports = state.reports_dir()
+    result = SmokeResult(
+        reference=reference,
+        image_id=image.image_id,
+        checks=checks,
+        report=reports / REPORT_NAME,
+        junit=request.junit or reports / JUNIT_NAME,
+        seconds=time.monotonic() - started,
+    )
+    write_atomic(result.report, markdown(result))
+    write_atomic(result.junit, junit_xml(result))
+    state.record_test(TestedImage(reference, image.image_id, result.passed, str(result.report)))
+    return result
+
+
+def _image_reference(request: SmokeRequest, state: State) -> str:
+    if request.image is not None:
+        return request.image
+    if state.built is None:
+        raise ToolingError(
+            f"No built image is recorded in {state.path}. Build one first (`python -m tooling build`), "
+            "or name a local image with `--image NAME:TAG`."
+        )
+    return state.built.reference
+
+
+def _check_names(request: SmokeRequest) -> list[str]:
+    notebooks = [f"notebook {request.shown(path)}" for path in request.notebooks]
+    return ["user", "environment", "imports", "singleuser", "server-start", HUB_CHECK, *notebooks, "user-tests", "size"]
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """The hub's files the checks compare the image with, read (and checked) before anything runs."""
+
+    locked_conda: Mapping[str, LockedPackage]
+    locked_pip: Mapping[str, LockedPackage]
+    names: SpecNames
+
+
+def _run_checks(request: SmokeRequest, target: ImageUnderTest, inputs: _Inputs) -> tuple[CheckResult, ...]:
+    """Every check, concurrently; the two that need the local hub once it answers. In `_check_names` order."""
+    futures: dict[str, Future[CheckResult]] = {}
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="smoke") as pool, ExitStack() as stack:
+
+        def submit(name: str, check: Callable[[], Outcome]) -> None:
+            futures[name] = pool.submit(run_check, name, check)
+            futures[name].add_done_callback(_log_result)
+
+        environment = pool.submit(read_environment, target, inputs.locked_pip)
+        lock_name = request.shown(request.lock_file)
+        submit("user", lambda: check_user(target))
+        submit("environment", lambda: check_environment(environment.result(), inputs.locked_conda, lock_name))
+        submit("singleuser", lambda: check_singleuser(target, request.hub))
+        submit("size", lambda: check_size(target.image, request.size_budget))
+        submit("imports", lambda: _imports(request, target, inputs.names, environment))
+        for path in request.notebooks:
+            shown = request.shown(path)
+            submit(f"notebook {shown}", _notebook_check(target, path, shown, request.notebook_timeout))
+        submit("user-tests", lambda: check_user_tests(target, request.root, request.tests))
+        try:
+            hub = stack.enter_context(local_hub(_hub_settings(request, target)))
+        except ToolingError as exc:
+            futures["server-start"] = _failed("server-start", exc)
+            futures[HUB_CHECK] = _failed(HUB_CHECK, exc)
+        else:
+            submit("server-start", lambda: check_server_start(target, hub.api_url, request.server_timeout))
+            futures[HUB_CHECK] = pool.submit(_hub_spawn, request, target, hub)
+            futures[HUB_CHECK].add_done_callback(_log_result)
+        results = {name: future.result() for name, future in futures.items()}
+    return tuple(results[name] for name in _check_names(request))
+
+
+def _imports(
+    request: SmokeRequest, target: ImageUnderTest, names: SpecNames, environment: Future[ImageEnvironment]
+) -> Outcome:
+    return check_imports(target, import_plan(names, environment.result(), request.extra_imports, request.skip_imports))
+
+
+def _notebook_check(target: ImageUnderTest, path: Path, shown: str, timeout: int) -> Callable[[], Outcome]:
+    return lambda: check_notebook(target, path, shown, timeout)
+
+
+def _log_result(future: Future[CheckResult]) -> None:
+    if future.exception() is None:
+        result = future.result()
+        mark = "pass" if result.passed else "FAIL"
+        logger.info("  %s  %s (%.1f s): %s", mark, result.name, result.seconds, result.reason)
+
+
+def _failed(name: str, error: ToolingError) -> Future[CheckResult]:
+    future: Future[CheckResult] = Future()
+    first, *rest = error.message.splitlines()
+    future.set_result(CheckResult(name, False, first, 0.0, tuple(rest)))
+    return future
+
+
+def _hub_settings(request: SmokeRequest, target: ImageUnderTest) -> LocalHubSettings:
+    return LocalHubSettings(
+        image=target.image.image_id,
+        timeout=request.server_timeout,
+        container_name=target.container_name("hub") + "-{username}",
+        labels={RUN_LABEL: target.run_id, CHECK_LABEL: HUB_CHECK},
+    )
+
+
+class _SpawnedContainerWatch:
+    """Tells the hub check when the server's container has exited, keeping its last log lines."""
+
+    def __init__(self, target: ImageUnderTest) -> None:
+        self.target = target
+        self.log: list[str] = []
+
+    def __call__(self) -> str:
+        docker = self.target.docker
+        for container in docker.containers_labelled(self.target.label, f"{CHECK_LABEL}={HUB_CHECK}"):
+            state = docker.container_state(container)
+            if state is not None and state.status in ("exited", "dead"):
+                self.log = [f"container: {redact(line)}" for line in docker.container_log(container, LOG_LINES)]
+                return f"the server's container exited (exit code {state.exit_code}) while the hub waited for it"
+        return ""
+
+
+def _hub_spawn(request: SmokeRequest, target: ImageUnderTest, hub: LocalHub) -> CheckResult:
+    """The hub spawn check on the local hub, then: the user's container must be gone."""
+    settings = HubCheckSettings(spawn_timeout=request.server_timeout + HUB_STEPS_TIMEOUT)
+    watch = _SpawnedContainerWatch(target)
+    result = check_hub_spawn(hub.url, hub.token, settings, watch)
+    if not result.passed:
+        return dataclasses.replace(result, details=(*result.details, *watch.log, *hub.log_tail()))
+    left = _spawned_containers_left(target)
+    if left:
+        return dataclasses.replace(
+            result,
+            passed=False,
+            reason=f"the server stopped, but its container is still there ({', '.join(left)})",
+        )
+    return result
+
+
+def _spawned_containers_left(target: ImageUnderTest) -> list[str]:
+    deadline = time.monotonic() + CONTAINER_GONE_TIMEOUT
+    while True:
+        left = target.docker.containers_labelled(target.label, f"{CHECK_LABEL}={HUB_CHECK}")
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.25)
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(result: SmokeResult) -> str:
+    verdict = "passed" if result.passed else f"FAILED ({len(result.failed)} of {len(result.checks)} checks)"
+    lines = [
+        f"## Smoke test: `{result.reference}` {verdict}\n",
+        f"Image `{result.reference}` (id `{result.image_id}`): {len(result.checks)} checks, {result.seconds:.1f} s.\n",
+        "| Check | Result | Seconds | Why |",
+        "|---|---|---:|---|",
+    ]
+    for check in result.checks:
+        mark = "pass" if check.passed else "**FAIL**"
+        lines.append(f"| {_cell(check.name)} | {mark} | {check.seconds:.1f} | {_cell(check.reason)} |")
+    for check in result.failed:
+        if check.details:
+            lines += ["", f"<details><summary>{_cell(check.name)}: details</summary>\n", "```"]
+            lines += [line.replace("```", "'''") for line in check.details]
+            lines += ["```", "</details>"]
+    lines.append("")
+    lines.append(next_step(result))
+    return "\n".join(lines) + "\n"
+
+
+def next_step(result: SmokeResult) -> str:
+    if result.passed:
+        return "Next: `python -m tooling push` pushes this image; the push stage checks that it passed."
+    return (
+        "Fix the image (or hub.toml), rebuild it with `python -m tooling build`, "
+        "then run `python -m tooling test` again."
+    )
+
+
+def junit_xml(result: SmokeResult) -> str:
+    """A JUnit XML report: one testsuite, one testcase per check, the details as the failure's text."""
+    totals = {
+        "tests": str(len(result.checks)),
+        "failures": str(len(result.failed)),
+        "errors": "0",
+        "skipped": "0",
+        "time": f"{result.seconds:.3f}",
+    }
+    suites = ET.Element("testsuites", {"name": "hubship smoke test", **totals})
+    suite = ET.SubElement(suites, "testsuite", {"name": "smoke-test", **totals})
+    properties = ET.SubElement(suite, "properties")
+    ET.SubElement(properties, "property", {"name": "image", "value": result.reference})
+    ET.SubElement(properties, "property", {"name": "image_id", "value": result.image_id})
+    for check in result.checks:
+        case = ET.SubElement(suite, "testcase", {"classname": "hubship.smoke", "name": check.name})
+        case.set("time", f"{check.seconds:.3f}")
+        if not check.passed:
+            failure = ET.SubElement(case, "failure", {"message": check.reason, "type": "SmokeCheckFailed"})
+            failure.text = "\n".join((check.reason, *check.details))
+        else:
+            ET.SubElement(case, "system-out").text = "\n".join((check.reason, *check.details))
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def summary_table(checks: Sequence[CheckResult], width: int = 110) -> str:
+    """One line per check: PASS/FAIL, name, seconds, reason (shortened to fit `width`)."""
+    name_width = max((len(check.name) for check in checks), default=0)
+    lines = []
+    for check in checks:
+        head = f"{'PASS' if check.passed else 'FAIL'}  {check.name:<{name_width}}  {check.seconds:5.1f} s  "
+        room = max(20, width - len(head))
+        reason = check.reason if len(check.reason) <= room else check.reason[: room - 1] + "…"
+        lines.append(head + reason)
+    return "\n".join(lines)

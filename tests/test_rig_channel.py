@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -16,16 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rattler
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
 from packaging.utils import canonicalize_name
-from rattler import RepoDataRecord
+from rattler import Channel, Gateway, RepoDataRecord
 
 from tests.rig.channel import build_once, ensure_channel
 from tests.rig.channel_fixtures import RigChannel
 from tests.rig.channel_server import serve_channel
-from tests.rig.conda_env import environment_specs, install_in_child, solve
+from tests.rig.conda_env import environment_specs, install_in_child, solve, virtual_packages
 from tests.rig.conda_names import CondaForgeNames
 from tests.rig.conda_packages import conda_dependencies, plan_conversion
 from tests.rig.python_package import debian_python_version
@@ -300,6 +303,29 @@ def test_server_serves_the_folder_on_loopback_and_stops(tmp_path: Path) -> None:
         assert missing.value.code == 404
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url, timeout=5)
+
+
+@pytest.mark.rig
+def test_a_second_solve_revalidates_the_channel_and_succeeds(rig_channel: RigChannel, tmp_path: Path) -> None:
+    """py-rattler revalidates cached repodata; a 304 without Last-Modified fails the solve (rattler#2719)."""
+    # The channel's index, freshly written: a cache entry for it is stale at once, so the second
+    # solve asks "modified since?" and gets a 304.
+    fresh = tmp_path / "channel"
+    shutil.copytree(
+        rig_channel.path, fresh / "conda-forge", ignore=shutil.ignore_patterns("*.conda"), copy_function=shutil.copy
+    )
+    with serve_channel(fresh) as served:
+        for _ in range(2):
+            records = asyncio.run(
+                rattler.solve(
+                    sources=[Channel(served.channel_url("conda-forge"))],
+                    specs=["python 3.11.*", "numpy"],
+                    platforms=["linux-64", "noarch"],
+                    virtual_packages=virtual_packages(),
+                    gateway=Gateway(cache_dir=tmp_path / "cache"),
+                )
+            )
+            assert {"python", "numpy"} <= {record.name.normalized for record in records}
 
 
 # --- the real channel --------------------------------------------------------

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 logger = logging.getLogger("tooling")
 
@@ -36,9 +37,25 @@ class _RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a line is logged, not the one it was made with.
+
+    A caller that replaces sys.stderr (a test's capture, a redirection) and
+    later closes it must not leave the toolkit writing to a closed stream.
+    """
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        """StreamHandler sets its stream when made; the current sys.stderr always wins."""
+
+
 def configure(verbose: bool = False) -> None:
     """Send the toolkit's log to stderr: plain on a terminal, timestamped elsewhere."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     if sys.stderr.isatty():
         handler.setFormatter(_RedactingFormatter("%(message)s"))
     else:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import HTTPServer, SimpleHTTPRequestHandler
 from pathlib import Path
 from socket import socket
@@ -35,6 +36,14 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("rig channel server: " + format, *args)
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        if code == HTTPStatus.NOT_MODIFIED:
+            # A 304 repeats the file's validator, as real servers send it (RFC 9110, 15.4.5); py-rattler
+            # refuses a 304 without one for sharded repodata, which http.server would otherwise send.
+            modified = Path(self.translate_path(self.path)).stat().st_mtime
+            self.send_header("Last-Modified", self.date_time_string(int(modified)))
 
 
 class _PooledHTTPServer(HTTPServer):

@@ -7,6 +7,8 @@
   the hashes a lock records.
 - `fake_micromamba` (session): an executable named micromamba that runs
   tests/fake_micromamba/micromamba.py with this interpreter.
+- `conda_lock_install`: runs the real `conda-lock install` CLI with that
+  stand-in, conda-forge fetched from a mirror.
 - `make_hub`: a hub repository in a tmp folder (this project's hub.toml and
   environments/environment.yml, conda-forge mirrored to the snapshot).
 - `cli`: runs `python -m tooling --config HUB/hub.toml ...` in this process.
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from tests.fake_micromamba.micromamba import MIRRORS_VARIABLE
 from tooling.cli import main
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -65,6 +70,26 @@ def fake_micromamba(tmp_path_factory: pytest.TempPathFactory) -> Path:
     executable.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_MICROMAMBA}" "$@"\n')
     executable.chmod(0o755)
     return executable
+
+
+@pytest.fixture
+def conda_lock_install(fake_micromamba: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """conda_lock_install(lock_file, prefix, conda_forge_mirror) runs `conda-lock install` into a new prefix.
+
+    conda-lock install cannot redirect a channel, so the stand-in is told the mirror (see its docstring).
+    """
+
+    def install(lock_file: Path, prefix: Path, conda_forge_mirror: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "conda_lock", "install", "--conda", str(fake_micromamba)]
+        command += ["--prefix", str(prefix), str(lock_file)]
+        env = {
+            **os.environ,
+            MIRRORS_VARIABLE: f"conda-forge={conda_forge_mirror}",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        }
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
+
+    return install
 
 
 @dataclass(frozen=True)

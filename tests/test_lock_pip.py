@@ -3,7 +3,9 @@
 The wheels are real (pip downloads them from PyPI), served from a PEP 503
 index on 127.0.0.1: this machine's route to PyPI answers the simple index but
 not the per-version JSON API that conda-lock's PyPI client reads, so the
-spec names the local index (`pip-repositories`) instead of PyPI.
+spec names the local index (`pip-repositories`) instead of PyPI. The real
+`conda-lock install` then installs such a lock's pip lines with the
+environment's own pip (through the test-only micromamba stand-in).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from tests.lock_fixtures import PROJECT, CliResult, Hub
+from tests.lock_fixtures import PROJECT, CliResult, Hub, hub_toml_with
+from tests.rig.channel_fixtures import RigChannel
 from tooling.lockdiff import read_lock
 
 Cli = Callable[..., CliResult]
@@ -87,3 +90,38 @@ def test_pip_section_is_locked_with_versions_and_sha256(
     assert f"# pip tomli-w @ {entry.url}#sha256={entry.hash.sha256}" in hub.explicit.read_text().splitlines()
     check = cli(hub, "lock", "--check", "--pypi-mapping", str(mapping))
     assert check.code == 0, check.err
+
+
+@pytest.mark.rig
+def test_conda_lock_install_runs_pip_for_the_pip_lines(
+    make_hub: Callable[..., Hub],
+    cli: Cli,
+    pip_index: tuple[str, dict[str, str]],
+    rig_channel: RigChannel,
+    conda_lock_install: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    index, _ = pip_index
+    spec = "channels:\n  - conda-forge\ndependencies:\n  - python=3.11\n  - pip\n  - pip:\n    - tomli-w==1.0.0\n"
+    spec += f"pip-repositories:\n  - {index}\nallow-pypi-requests: false\n"
+    no_hub_server = hub_toml_with(rig_channel.url, {"require_singleuser = true": "require_singleuser = false"})
+    hub = make_hub(spec=spec, hub_toml=no_hub_server)
+    mapping = hub.root / "mapping.json"
+    mapping.write_text(json.dumps(PIP_MAPPING))
+    assert cli(hub, "lock", "--pypi-mapping", str(mapping)).code == 0
+    prefix = hub.root / "env"
+
+    result = conda_lock_install(hub.lock, prefix, rig_channel.url)
+
+    assert result.returncode == 0, result.stderr
+    show = (
+        "import importlib.metadata as m, tomli_w; d = m.distribution('tomli-w'); "
+        "print(d.version, d.read_text('INSTALLER'), tomli_w.__file__)"
+    )
+    installed = subprocess.run(
+        [prefix / "bin" / "python", "-c", show], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert installed.returncode == 0, installed.stderr
+    version, installer, location = installed.stdout.split()
+    assert (version, installer) == ("1.0.0", "pip")
+    assert Path(location).is_relative_to(prefix / "lib" / "python3.11" / "site-packages")
+    assert not list((prefix / "conda-meta").glob("tomli*"))

@@ -1,7 +1,7 @@
-"""A stand-in for micromamba, for tests only: answers what conda-lock asks of it, solving with py-rattler.
+"""A stand-in for micromamba, for tests only: answers what conda-lock asks of it, with py-rattler.
 
 No micromamba binary can be had on these machines, and conda-lock's CLI needs one.
-conda-lock runs (see conda_lock/conda_solver.py and invoke_conda.py):
+`conda-lock lock` runs (see conda_lock/conda_solver.py and invoke_conda.py):
 
     micromamba --version
     micromamba create --prefix P --dry-run --json --override-channels --channel C ... SPEC ...
@@ -9,9 +9,32 @@ conda-lock runs (see conda_lock/conda_solver.py and invoke_conda.py):
     micromamba update --override-channels --channel C ... -p PREFIX --json --dry-run SPEC ...
 
 with CONDA_SUBDIR naming the target platform and CONDA_OVERRIDE_<NAME> the
-virtual packages. Like micromamba with --json, it prints
-{"actions": {"FETCH": [repodata records], "LINK": [...]}, "success": true, ...},
-or {"success": false, "message": ...} and exits 1 when it cannot solve.
+virtual packages; these are solved with py-rattler. Like micromamba with
+--json, it prints {"actions": {"FETCH": [repodata records], "LINK": [...]},
+"success": true, ...}, or {"success": false, "message": ...} and exits 1 when
+it cannot solve.
+
+`conda-lock install --conda micromamba --prefix P LOCK` runs (conda_lock.py,
+do_conda_install) on the explicit file it renders from LOCK:
+
+    micromamba --version
+    micromamba create --quiet --file EXPLICIT --yes --prefix P
+    micromamba run --prefix P pip install --no-deps -r REQUIREMENTS    (only with `# pip` lines)
+
+`create --file` installs exactly the file's `URL#MD5` lines, no solve: py-rattler
+fetches each URL, refuses a file whose md5 differs from the line's (exit 1;
+packages linked before it stay in the prefix), and links the packages into a
+new prefix. conda-meta records each package as its line names it (name,
+version, build, md5, URL; no dependencies). `run` activates the prefix (PATH,
+CONDA_PREFIX, its etc/conda/activate.d scripts) and runs the command there.
+
+conda-lock install has no way to redirect a channel (only --auth), so a test
+behind a mirror sets FAKE_MICROMAMBA_MIRRORS to `NAME=URL ...` (test-only): a
+URL under https://conda.anaconda.org/NAME is fetched from URL instead, as the
+toolkit's [mirrors] redirect a channel.
+
+Whatever else conda-lock could ask (`--name`, `--copy`, an environment.yml
+for --file, an existing prefix) fails with a message and a non-zero exit.
 It is never shipped and the toolkit never runs it by default.
 """
 
@@ -22,15 +45,26 @@ import asyncio
 import json
 import os
 import sys
-from pathlib import Path
-from typing import Any
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import rattler
-from rattler import BuildString, GenericVirtualPackage, PackageName, RepoDataRecord, Subdir, Version
-from rattler.exceptions import GatewayError, SolverError
+from rattler import BuildString, GenericVirtualPackage, PackageName, PackageRecord, RepoDataRecord, Subdir, Version
+from rattler.exceptions import GatewayError, InstallerError, SolverError
+from rattler.networking import Client, MirrorMiddleware
+from rattler.shell import ActivationVariables, Shell, activate
 
 VERSION = "2.0.5"
 OVERRIDES = {"GLIBC": "__glibc", "LINUX": "__linux", "CUDA": "__cuda", "OSX": "__osx", "WIN": "__win"}
+MIRRORS_VARIABLE = "FAKE_MICROMAMBA_MIRRORS"
+CANONICAL_CHANNELS = "https://conda.anaconda.org"
+PACKAGE_SUFFIXES = (".conda", ".tar.bz2")
+
+
+class Unsupported(Exception):
+    """A request the stand-in does not implement, or input it cannot read: it says so and exits 2."""
 
 
 def main(argv: list[str]) -> int:
@@ -38,16 +72,22 @@ def main(argv: list[str]) -> int:
         print(VERSION)
         return 0
     commands = {"create": create, "update": update, "list": list_prefix}
-    if not argv or argv[0] not in commands:
-        print(f"fake micromamba: unsupported command {argv[:1]}", file=sys.stderr)
+    try:
+        if argv[:1] == ["run"]:
+            return run(argv[1:])
+        if not argv or argv[0] not in commands:
+            raise Unsupported(f"unsupported command {argv[:1]}")
+        return commands[argv[0]](parse(argv[1:]))
+    except Unsupported as exc:
+        print(f"fake micromamba: {exc}", file=sys.stderr)
         return 2
-    return commands[argv[0]](parse(argv[1:]))
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="micromamba")
+    parser = argparse.ArgumentParser(prog="fake micromamba")
     parser.add_argument("-p", "--prefix")
     parser.add_argument("-c", "--channel", action="append", default=[])
+    parser.add_argument("-f", "--file")
     for flag in ("--dry-run", "--json", "--override-channels", "--no-pip", "--yes", "--quiet"):
         parser.add_argument(flag, action="store_true")
     parser.add_argument("specs", nargs="*")
@@ -127,6 +167,10 @@ def real(records: list[RepoDataRecord]) -> list[RepoDataRecord]:
 
 
 def create(args: argparse.Namespace) -> int:
+    if args.file is not None:
+        return create_from_file(args)
+    if not args.dry_run:
+        raise Unsupported("create without --dry-run installs only from an explicit --file")
     try:
         records = real(asyncio.run(solve(args.channel, args.specs, [])))
     except (SolverError, GatewayError) as exc:
@@ -191,6 +235,96 @@ async def installed_records(channels: list[str], keep: dict[str, dict[str, Any]]
     )
     files = {entry["fn"] for entry in keep.values()}
     return [record for records in found for record in records if record.file_name in files]
+
+
+# --- conda-lock install ---------------------------------------------------------------------
+
+
+def create_from_file(args: argparse.Namespace) -> int:
+    """`create --file EXPLICIT --prefix P`: link exactly the file's packages into a new prefix."""
+    if args.dry_run or args.specs or args.channel:
+        raise Unsupported("create --file takes no --dry-run, channels or specs here")
+    prefix = new_prefix(args.prefix)
+    records = explicit_records(Path(args.file))
+    with tempfile.TemporaryDirectory(prefix="fake-micromamba-pkgs-") as package_cache:
+        try:
+            asyncio.run(
+                rattler.install(
+                    records,
+                    target_prefix=prefix,
+                    cache_dir=Path(package_cache),
+                    platform=Subdir(platform()),
+                    client=mirrored_client(),
+                    execute_link_scripts=True,  # micromamba runs packages' post-link scripts
+                    show_progress=False,
+                )
+            )
+        except InstallerError as exc:
+            print(f"fake micromamba: installing {args.file} into {prefix} failed: {exc}", file=sys.stderr)
+            return 1
+    print(f"Transaction finished: {len(records)} packages linked into {prefix}")
+    return 0
+
+
+def new_prefix(prefix: str | None) -> Path:
+    if prefix is None:
+        raise Unsupported("create --file needs --prefix (environments by --name are not implemented)")
+    path = Path(prefix)
+    if path.exists() and any(path.iterdir()):
+        raise Unsupported(f"{path} exists and is not empty (replacing an environment is not implemented)")
+    return path
+
+
+def explicit_records(path: Path) -> list[RepoDataRecord]:
+    """The `URL#MD5` lines of an explicit file, as records named by their URLs."""
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    if "@EXPLICIT" not in lines:
+        raise Unsupported(f"{path} is not an @EXPLICIT file (installing from other files is not implemented)")
+    return [explicit_record(line) for line in lines if line and not line.startswith(("#", "@"))]
+
+
+def explicit_record(line: str) -> RepoDataRecord:
+    url, _, md5 = line.partition("#")
+    if len(md5) != 32 or not all(c in "0123456789abcdef" for c in md5):
+        raise Unsupported(f"{line!r}: expected URL#MD5 (other forms are not implemented)")
+    location = PurePosixPath(urlsplit(url).path)
+    stem = next((location.name.removesuffix(s) for s in PACKAGE_SUFFIXES if location.name.endswith(s)), None)
+    if stem is None or stem.count("-") < 2:
+        raise Unsupported(f"{url}: not a conda package file NAME-VERSION-BUILD{PACKAGE_SUFFIXES}")
+    name, version, build = stem.rsplit("-", 2)
+    record = PackageRecord(
+        name=name,
+        version=version,
+        build=BuildString(build),
+        build_number=0,
+        subdir=location.parent.name,
+        md5=bytes.fromhex(md5),
+    )
+    channel = url.removesuffix(f"{location.parent.name}/{location.name}")
+    return RepoDataRecord(record, location.name, url, channel)
+
+
+def mirrored_client() -> Client:
+    """A client that fetches https://conda.anaconda.org/NAME/... from the mirrors FAKE_MICROMAMBA_MIRRORS names."""
+    mirrors: dict[str, list[str]] = {}
+    for entry in os.environ.get(MIRRORS_VARIABLE, "").split():
+        name, separator, url = entry.partition("=")
+        if not (name and separator and url):
+            raise Unsupported(f"{MIRRORS_VARIABLE}: {entry!r} is not NAME=URL")
+        mirrors[f"{CANONICAL_CHANNELS}/{name}"] = [url.rstrip("/")]
+    return Client([MirrorMiddleware(mirrors)]) if mirrors else Client()
+
+
+def run(argv: list[str]) -> NoReturn:
+    """`run --prefix P COMMAND...`: COMMAND in the activated prefix (PATH, CONDA_PREFIX, activation scripts)."""
+    parser = argparse.ArgumentParser(prog="fake micromamba run")
+    parser.add_argument("-p", "--prefix", required=True)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if not args.command:
+        raise Unsupported("run needs a command")
+    script = activate(Path(args.prefix), ActivationVariables(), Shell.bash, Subdir(platform())).script
+    os.execvp("bash", ["bash", "-c", f'{script}\nexec "$@"', "micromamba-run", *args.command])
 
 
 if __name__ == "__main__":

@@ -22,6 +22,13 @@ def test_failure_carries_exit_code_and_last_lines_of_output() -> None:
     assert failure.output_tail[-1] == "line 39"
     assert len(failure.output_tail) == proc.TAIL_LINES
     assert failure.message.endswith("Check the script.")
+    assert failure.last_line == "line 39"
+
+
+def test_a_silent_failure_is_named_by_its_exit_code() -> None:
+    with pytest.raises(CommandFailed) as raised:
+        proc.run([sys.executable, "-c", "raise SystemExit(4)"])
+    assert raised.value.last_line == "exit code 4"
 
 
 def test_missing_program_is_one_clear_error() -> None:

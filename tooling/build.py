@@ -435,17 +435,25 @@ def _ensure_base_image(docker: Docker, reference: str) -> LocalImage:
     image = docker.inspect_image(reference)
     if image is not None:
         return image
-    with step(f"pull the base image {reference}") as progress:
+    return _pull(
+        docker,
+        reference,
+        lambda said: (
+            f"The base image {reference} ([image] base in hub.toml) is not in the Docker engine at "
+            f"{docker.engine}, and pulling it failed: {said}\nCheck the name, that its registry is reachable "
+            "(and that you are logged in to it, if it is private), or load the image into the engine yourself "
+            "(`docker pull`, `docker load`); then rerun `python -m tooling build`."
+        ),
+    )
+
+
+def _pull(docker: Docker, reference: str, failure: Callable[[str], str]) -> LocalImage:
+    """`docker pull`, showing progress; the image the engine then has. `failure` words a failed pull."""
+    with step(f"pull {reference}") as progress:
         try:
             docker.pull(reference, progress.update)
         except CommandFailed as exc:
-            said = exc.output_tail[-1].strip() if exc.output_tail else f"exit code {exc.returncode}"
-            raise ToolingError(
-                f"The base image {reference} ([image] base in hub.toml) is not in the Docker engine at "
-                f"{docker.engine}, and pulling it failed: {said}\nCheck the name, that its registry is reachable "
-                "(and that you are logged in to it, if it is private), or load the image into the engine yourself "
-                "(`docker pull`, `docker load`); then rerun `python -m tooling build`."
-            ) from None
+            raise ToolingError(failure(exc.last_line)) from None
     pulled = docker.inspect_image(reference)
     if pulled is None:
         raise ToolingError(f"`docker pull {reference}` succeeded, but the engine has no such image afterwards.")
@@ -474,18 +482,16 @@ def _existing_image(docker: Docker, request: BuildRequest, reference: str, tag: 
     if not _registry_holds(request, tag):
         return None
     credentials = find_credentials(request.registry)
-    with docker_logged_in(docker, request.registry, credentials) as puller, step(f"pull {reference}") as progress:
-        try:
-            puller.pull(reference, progress.update)
-        except CommandFailed as exc:
-            said = exc.output_tail[-1].strip() if exc.output_tail else f"exit code {exc.returncode}"
-            raise ToolingError(
-                f"{request.registry} has {reference}, the image of these inputs, but pulling it failed: {said}\n"
-                f"Credentials: {credentials.source}. Fix access to the registry, or pass --force to build it here."
-            ) from None
-    pulled = docker.inspect_image(reference)
-    if pulled is None:
-        raise ToolingError(f"`docker pull {reference}` succeeded, but the engine has no such image afterwards.")
+    with docker_logged_in(docker, request.registry, credentials) as puller:
+        pulled = _pull(
+            puller,
+            reference,
+            lambda said: (
+                f"{request.registry} has {reference}, the image of these inputs, but pulling it failed: "
+                f"{said}\nCredentials: {credentials.source}. Fix access to the registry, "
+                "or pass --force to build it here."
+            ),
+        )
     return _Outcome(pulled, False, f"{request.registry} already has an image with this tag (pulled it)")
 
 

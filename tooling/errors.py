@@ -44,3 +44,8 @@ class CommandFailed(ToolingError):
         if hint:
             lines.append(hint)
         super().__init__("\n".join(lines))
+
+    @property
+    def last_line(self) -> str:
+        """What the program said last (usually its error), or its exit code when it said nothing."""
+        return self.output_tail[-1].strip() if self.output_tail else f"exit code {self.returncode}"

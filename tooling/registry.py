@@ -696,9 +696,8 @@ def docker_logged_in(docker: Docker, registry: str, credentials: Credentials) ->
         try:
             logged_in.login(registry, credentials.username, credentials.password)
         except CommandFailed as exc:
-            said = exc.output_tail[-1] if exc.output_tail else f"exit code {exc.returncode}"
             raise ToolingError(
-                f"`docker login {registry}` with {credentials.source} failed: {said}. "
+                f"`docker login {registry}` with {credentials.source} failed: {exc.last_line}. "
                 "Check that they are current and may push to the registry."
             ) from None
         yield logged_in
@@ -713,9 +712,8 @@ def _docker_push(docker: Docker, source: str, target: str, registry: str, creden
         try:
             pusher.push(target, progress.update)
         except CommandFailed as exc:
-            said = exc.output_tail[-1] if exc.output_tail else f"exit code {exc.returncode}"
             raise ToolingError(
-                f"`docker push {target}` to {registry} failed: {said}\n"
+                f"`docker push {target}` to {registry} failed: {exc.last_line}\n"
                 f"Credentials: {credentials.source}. The engine retried each layer already; check that the "
                 "registry is up and that these credentials may push there, then rerun `python -m tooling push`."
             ) from None

@@ -43,9 +43,10 @@ sys.path.insert(0, str(PROJECT))  # the rig lives in the project's tests package
 from tests.rig.baseimage import ensure_base_image  # noqa: E402
 from tests.rig.channel import ensure_channel  # noqa: E402
 from tests.rig.channel_server import serve_channel  # noqa: E402
-from tests.rig.docker import DockerCli  # noqa: E402
+from tests.rig.docker import build_with_buildkit, rig_docker  # noqa: E402
 from tests.rig.hub_fixtures import RigHub, make_rig_hub  # noqa: E402
 from tests.rig.registry import free_port  # noqa: E402
+from tooling.docker import Docker  # noqa: E402
 
 PREFIX = "/srv/conda/envs/notebook"
 NO_OP_RUNS = 3
@@ -79,16 +80,16 @@ def change_a_notebook(hub: RigHub) -> None:
     notebook.write_text(json.dumps(document, indent=1) + "\n")
 
 
-def image_size(docker: DockerCli, reference: str) -> int:
+def image_size(docker: Docker, reference: str) -> int:
     return int(docker.run("image", "inspect", "--format", "{{.Size}}", reference).stdout)
 
 
-def layer_ids(docker: DockerCli, reference: str) -> set[str]:
+def layer_ids(docker: Docker, reference: str) -> set[str]:
     shown = docker.run("image", "inspect", "--format", "{{range .RootFS.Layers}}{{println .}}{{end}}", reference)
     return set(shown.stdout.split())
 
 
-def saved_layer_sizes(docker: DockerCli, reference: str, folder: Path) -> dict[str, int]:
+def saved_layer_sizes(docker: Docker, reference: str, folder: Path) -> dict[str, int]:
     """Each layer's diff id and uncompressed size, from `docker save`."""
     archive = folder / "image.tar"
     docker.run("save", "--output", str(archive), reference)
@@ -117,7 +118,7 @@ print(total)
 """
 
 
-def environment_size(docker: DockerCli, reference: str) -> int:
+def environment_size(docker: Docker, reference: str) -> int:
     """Bytes of the environment's files (each file once, folders not counted), as the image holds them."""
     shown = docker.run(
         "run",
@@ -139,7 +140,7 @@ def verdict(ok: bool) -> str:
     return "within budget" if ok else "OVER BUDGET"
 
 
-def fresh_base_image(docker: DockerCli, folder: Path) -> str:
+def fresh_base_image(docker: Docker, folder: Path) -> str:
     """The rig's base image with one more small file, new in every run: a base no build has cached steps for."""
     token = secrets.token_hex(8)
     context = folder / "base"
@@ -147,12 +148,12 @@ def fresh_base_image(docker: DockerCli, folder: Path) -> str:
     dockerfile = f"FROM {ensure_base_image(docker)}\nRUN echo {token} > /etc/hubship-benchmark\n"
     (context / "Dockerfile").write_text(dockerfile)
     reference = f"hubship-bench/base:{token}"
-    docker.run("build", "--network", "none", "--tag", reference, str(context))
+    build_with_buildkit(docker, "--network", "none", "--tag", reference, str(context))
     return reference
 
 
 def main() -> int:
-    docker = DockerCli.from_environment()
+    docker = rig_docker()
     built: list[str] = []
     with serve_channel(ensure_channel()) as channel, tempfile.TemporaryDirectory(prefix="hubship-bench-") as scratch:
         base_image = fresh_base_image(docker, Path(scratch))

@@ -30,7 +30,7 @@ sys.path.insert(0, str(PROJECT))  # the rig lives in the project's tests package
 from tests.rig.baseimage import ensure_base_image  # noqa: E402
 from tests.rig.channel import ensure_channel  # noqa: E402
 from tests.rig.channel_server import serve_channel  # noqa: E402
-from tests.rig.docker import DockerCli  # noqa: E402
+from tests.rig.docker import rig_docker  # noqa: E402
 from tests.rig.hub_fixtures import RigHub, make_rig_hub  # noqa: E402
 from tests.rig.registry import free_port  # noqa: E402
 
@@ -61,7 +61,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="smoke tests to time (default 3)")
     args = parser.parse_args()
-    docker = DockerCli.from_environment()
+    docker = rig_docker()
     with serve_channel(ensure_channel()) as channel, tempfile.TemporaryDirectory(prefix="hubship-bench-") as scratch:
         hub = make_rig_hub(
             Path(scratch) / "hub",

@@ -7,6 +7,7 @@ no network and no pull, and read what is in it.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -19,11 +20,12 @@ from typing import IO
 import pytest
 
 from tests.lock_fixtures import CliResult
-from tests.rig.docker import DockerCli
+from tests.rig.docker import local_image_id
 from tests.rig.hub_fixtures import HubCopies, RigHub, in_image
 from tests.rig.registry import RunningRegistry
 from tooling.build import BuildResult
-from tooling.cli import main
+from tooling.cli import build_cmd, main
+from tooling.docker import Docker
 from tooling.files import sha256_file
 from tooling.lockdiff import read_lock
 from tooling.state import State
@@ -34,7 +36,7 @@ PREFIX = "/srv/conda/envs/notebook"
 PYTHON = f"{PREFIX}/bin/python"
 
 
-def image_labels(docker: DockerCli, reference: str) -> dict[str, str]:
+def image_labels(docker: Docker, reference: str) -> dict[str, str]:
     labels: dict[str, str] = json.loads(
         docker.run("image", "inspect", "--format", "{{json .Config.Labels}}", reference).stdout
     )
@@ -49,12 +51,12 @@ def build_cli(hub: RigHub, capsys: pytest.CaptureFixture[str], *args: str) -> Cl
 
 
 def test_build_records_the_image_under_a_tag_derived_from_its_inputs(
-    rig_hub: RigHub, rig_built_image: BuildResult, docker_cli: DockerCli
+    rig_hub: RigHub, rig_built_image: BuildResult, docker_cli: Docker
 ) -> None:
     result = rig_built_image
     assert re.fullmatch(r"img-[0-9a-f]{12}", result.tag)
     assert result.reference == f"{rig_hub.registry}/rig-hub/user-image:{result.tag}"
-    assert docker_cli.image_id(result.reference) == result.image_id
+    assert local_image_id(docker_cli, result.reference) == result.image_id
     recorded = State.load(rig_hub.root).built
     assert recorded is not None
     assert (recorded.reference, recorded.image_id) == (result.reference, result.image_id)
@@ -62,13 +64,13 @@ def test_build_records_the_image_under_a_tag_derived_from_its_inputs(
     assert result.packages == len(read_lock(rig_hub.explicit_lock).package)
 
 
-def test_container_runs_as_jovyan_with_uid_1000(rig_built_image: BuildResult, docker_cli: DockerCli) -> None:
+def test_container_runs_as_jovyan_with_uid_1000(rig_built_image: BuildResult, docker_cli: Docker) -> None:
     assert in_image(docker_cli, rig_built_image.reference, "id", "-u").strip() == "1000"
     assert in_image(docker_cli, rig_built_image.reference, "id", "-un").strip() == "jovyan"
 
 
 def test_installed_packages_are_exactly_the_lock(
-    rig_hub: RigHub, rig_built_image: BuildResult, docker_cli: DockerCli
+    rig_hub: RigHub, rig_built_image: BuildResult, docker_cli: Docker
 ) -> None:
     read_meta = (
         "import glob, json\n"
@@ -85,9 +87,7 @@ def test_installed_packages_are_exactly_the_lock(
     assert all(url.startswith("https://conda.anaconda.org/conda-forge/") for *_, url in installed)
 
 
-def test_jupyterhub_singleuser_and_the_scientific_stack_run(
-    rig_built_image: BuildResult, docker_cli: DockerCli
-) -> None:
+def test_jupyterhub_singleuser_and_the_scientific_stack_run(rig_built_image: BuildResult, docker_cli: Docker) -> None:
     version = in_image(docker_cli, rig_built_image.reference, "jupyterhub-singleuser", "--version")
     assert re.search(r"^5\.\d+\.\d+$", version, re.MULTILINE), version
     imported = in_image(
@@ -101,7 +101,7 @@ def test_jupyterhub_singleuser_and_the_scientific_stack_run(
 
 
 def test_hub_environment_variables_are_set_and_path_survives_the_login_shell(
-    rig_built_image: BuildResult, docker_cli: DockerCli
+    rig_built_image: BuildResult, docker_cli: Docker
 ) -> None:
     shown = in_image(
         docker_cli,
@@ -118,7 +118,7 @@ def test_hub_environment_variables_are_set_and_path_survives_the_login_shell(
 
 
 def test_image_holds_no_package_cache_no_build_environment_and_compiled_bytecode(
-    rig_built_image: BuildResult, docker_cli: DockerCli
+    rig_built_image: BuildResult, docker_cli: Docker
 ) -> None:
     survey = (
         "import os, pathlib\n"
@@ -137,7 +137,7 @@ def test_image_holds_no_package_cache_no_build_environment_and_compiled_bytecode
 
 
 def test_labels_name_the_source_revision_base_lock_and_tag(
-    rig_hub: RigHub, rig_built_image: BuildResult, docker_cli: DockerCli
+    rig_hub: RigHub, rig_built_image: BuildResult, docker_cli: Docker
 ) -> None:
     labels = json.loads(
         docker_cli.run("image", "inspect", "--format", "{{json .Config.Labels}}", rig_built_image.reference).stdout
@@ -195,7 +195,7 @@ def load_mirror(hub: RigHub) -> str:
 
 
 def test_changing_a_notebook_reuses_the_environment_layer(
-    copy_rig_hub: HubCopies, rig_built_image: BuildResult, docker_cli: DockerCli, tmp_path: Path
+    copy_rig_hub: HubCopies, rig_built_image: BuildResult, docker_cli: Docker, tmp_path: Path
 ) -> None:
     hub = copy_rig_hub()
     notebook = hub.image_dir / "notebooks" / "intro.ipynb"
@@ -221,13 +221,13 @@ def test_changing_a_notebook_reuses_the_environment_layer(
     assert new_cell in in_image(docker_cli, result.reference, "cat", "notebooks/intro.ipynb")
 
 
-def layer_ids(docker: DockerCli, reference: str) -> list[str]:
+def layer_ids(docker: Docker, reference: str) -> list[str]:
     shown = docker.run("image", "inspect", "--format", "{{json .RootFS.Layers}}", reference).stdout
     layers: list[str] = json.loads(shown)
     return layers
 
 
-def saved_layer_sizes(docker: DockerCli, reference: str, archive: Path) -> dict[str, int]:
+def saved_layer_sizes(docker: Docker, reference: str, archive: Path) -> dict[str, int]:
     """Each layer's diff id and size in bytes (its tar), from `docker save`: what a push would send, uncompressed."""
     docker.run("save", "--output", str(archive), reference)
     with tarfile.open(archive) as saved:
@@ -248,7 +248,7 @@ def test_registry_holding_the_tag_skips_the_build_and_pulls_it(
     copy_rig_hub: HubCopies,
     rig_built_image: BuildResult,
     registry: RunningRegistry,
-    docker_cli: DockerCli,
+    docker_cli: Docker,
     tmp_path: Path,
 ) -> None:
     # A tag names one image forever, so the stage trusts what the registry holds under it; a one-file
@@ -261,7 +261,7 @@ def test_registry_holding_the_tag_skips_the_build_and_pulls_it(
         member.size = 6
         archive.addfile(member, io.BytesIO(b"hello\n"))
     docker_cli.run("import", str(tiny), pushed)
-    tiny_id = docker_cli.image_id(pushed)
+    tiny_id = local_image_id(docker_cli, pushed)
     docker_cli.run("push", pushed)
     docker_cli.run("rmi", pushed)
 
@@ -269,7 +269,7 @@ def test_registry_holding_the_tag_skips_the_build_and_pulls_it(
 
     assert (result.built, result.reference) == (False, pushed)
     assert result.reason == f"{registry.address} already has an image with this tag (pulled it)"
-    assert docker_cli.image_id(pushed) == tiny_id == result.image_id
+    assert local_image_id(docker_cli, pushed) == tiny_id == result.image_id
     recorded = State.load(hub.root).built
     assert recorded is not None and recorded.image_id == tiny_id
 
@@ -286,7 +286,7 @@ def test_force_builds_again_from_the_layer_cache(copy_rig_hub: HubCopies, rig_bu
 
 
 def test_missing_base_image_is_pulled_and_its_digest_labelled(
-    copy_rig_hub: HubCopies, registry: RunningRegistry, rig_base_image: str, docker_cli: DockerCli
+    copy_rig_hub: HubCopies, registry: RunningRegistry, rig_base_image: str, docker_cli: Docker
 ) -> None:
     hub = copy_rig_hub()
     base = f"{registry.address}/hubship-rig/base:pushed"
@@ -305,7 +305,7 @@ def test_missing_base_image_is_pulled_and_its_digest_labelled(
 
 
 def test_present_base_image_is_never_resolved_at_its_registry(
-    copy_rig_hub: HubCopies, rig_built_image: BuildResult, rig_base_image: str, docker_cli: DockerCli
+    copy_rig_hub: HubCopies, rig_built_image: BuildResult, rig_base_image: str, docker_cli: Docker
 ) -> None:
     # Nothing listens at this address: a build that asked the registry for the base image would fail.
     hub = copy_rig_hub()
@@ -327,7 +327,7 @@ def test_present_base_image_is_never_resolved_at_its_registry(
 
 
 def test_source_label_has_no_credentials_and_revision_marks_changes(
-    copy_rig_hub: HubCopies, docker_cli: DockerCli
+    copy_rig_hub: HubCopies, docker_cli: Docker
 ) -> None:
     hub = copy_rig_hub()  # its hub.toml now names another registry: an uncommitted change
     hub.git("remote", "add", "origin", "https://hub-admin:s3cret-token@git.example.org/hub-team/hub.git")
@@ -357,7 +357,7 @@ def test_unreachable_registry_and_unused_environment_files_give_warnings_and_a_b
 
 
 def test_post_build_may_change_the_environment_and_activation_scripts_run_at_start(
-    copy_rig_hub: HubCopies, docker_cli: DockerCli
+    copy_rig_hub: HubCopies, docker_cli: Docker
 ) -> None:
     hub = copy_rig_hub()
     # postBuild runs as jovyan, who owns the environment; the script it adds is what a package's activate.d holds.
@@ -370,3 +370,16 @@ def test_post_build_may_change_the_environment_and_activation_scripts_run_at_sta
 
     shown = in_image(docker_cli, result.reference, "sh", "-c", 'echo "$TUTORIAL_DATA $CONDA_PREFIX"')
     assert shown.strip().endswith(f"/home/jovyan/shared/data {PREFIX}")
+
+
+def test_summary_says_how_to_pin_an_unpinned_base(rig_built_image: BuildResult) -> None:
+    digest = "sha256:" + "ab" * 32
+    pulled = dataclasses.replace(
+        rig_built_image,
+        base="registry.example.org/base:jammy",
+        labels={**rig_built_image.labels, "org.opencontainers.image.base.digest": digest},
+    )
+    assert f'set [image] base = "registry.example.org/base:jammy@{digest}" in hub.toml' in build_cmd.summary(pulled)
+    pinned = dataclasses.replace(pulled, base=f"registry.example.org/base:jammy@{digest}")
+    assert "pinned" not in build_cmd.summary(pinned)
+    assert "not pinned by digest, and has none from a registry" in build_cmd.summary(rig_built_image)

@@ -17,17 +17,17 @@ from pathlib import Path
 import pytest
 
 from tests.lock_fixtures import CliResult, Hub
-from tests.rig.docker import DockerCli
 from tests.rig.hub_fixtures import HubCopies, RigHub
 from tests.rig.registry import RunningRegistry
 from tooling.build import BuildResult
+from tooling.docker import Docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.rig]
 
 Cli = Callable[..., CliResult]
 
 
-def repository_images(docker: DockerCli, hub: RigHub) -> list[str]:
+def repository_images(docker: Docker, hub: RigHub) -> list[str]:
     shown = docker.run("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", f"{hub.registry}/rig-hub/user-image")
     return shown.stdout.split()
 
@@ -52,7 +52,7 @@ def test_no_docker_engine_says_how_to_start_one(
 
 
 def test_missing_base_image_is_pulled_once_and_named_when_its_registry_lacks_it(
-    copy_rig_hub: HubCopies, cli: Cli, registry: RunningRegistry, docker_cli: DockerCli
+    copy_rig_hub: HubCopies, cli: Cli, registry: RunningRegistry, docker_cli: Docker
 ) -> None:
     hub = copy_rig_hub()
     base = f"{registry.address}/hubship-test/no-such-base:1"
@@ -81,9 +81,7 @@ def test_stale_lock_is_refused_unless_allowed(copy_rig_hub: HubCopies, cli: Cli)
     assert "WARNING: built from a stale lock (--allow-stale-lock)" in allowed.out
 
 
-def test_failing_post_build_is_named_with_its_last_lines(
-    copy_rig_hub: HubCopies, cli: Cli, docker_cli: DockerCli
-) -> None:
+def test_failing_post_build_is_named_with_its_last_lines(copy_rig_hub: HubCopies, cli: Cli, docker_cli: Docker) -> None:
     hub = copy_rig_hub()
     post_build = hub.image_dir / "postBuild"
     post_build.write_text(
@@ -101,7 +99,7 @@ def test_failing_post_build_is_named_with_its_last_lines(
 
 
 def test_unknown_apt_package_is_named_with_apt_gets_words(
-    copy_rig_hub: HubCopies, cli: Cli, docker_cli: DockerCli
+    copy_rig_hub: HubCopies, cli: Cli, docker_cli: Docker
 ) -> None:
     hub = copy_rig_hub()
     (hub.image_dir / "apt.txt").write_text("# tools for the tutorials\nless\nhubship-no-such-package\n")
@@ -137,7 +135,7 @@ def altered_md5(hub: RigHub) -> tuple[str, str, str]:
 
 
 def test_package_whose_hash_does_not_match_the_lock_is_never_installed(
-    copy_rig_hub: HubCopies, cli: Cli, docker_cli: DockerCli
+    copy_rig_hub: HubCopies, cli: Cli, docker_cli: Docker
 ) -> None:
     hub = copy_rig_hub()
     file_name, real, altered = altered_md5(hub)

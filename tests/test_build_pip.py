@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.rig.docker import DockerCli
 from tests.rig.hub_fixtures import HubCopies, RigHub, in_image
 from tooling.build import build_image
 from tooling.config import load_config
+from tooling.docker import Docker
 from tooling.errors import ToolingError
 from tooling.lock import LockRequest, lock_environment
 
@@ -94,7 +94,7 @@ def pip_hub(copy_rig_hub: HubCopies, pip_index: str, tmp_path: Path) -> tuple[Ri
 
 
 def test_pip_lines_are_installed_by_the_environments_pip(
-    pip_hub: tuple[RigHub, str], copy_rig_hub: HubCopies, docker_cli: DockerCli
+    pip_hub: tuple[RigHub, str], copy_rig_hub: HubCopies, docker_cli: Docker
 ) -> None:
     hub, mapping = pip_hub
     assert "# pip tomli-w @ " in hub.explicit.read_text()

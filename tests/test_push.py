@@ -39,8 +39,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.rig.docker import DockerCli
+from tests.rig.docker import build_with_buildkit, local_image_id
 from tests.rig.registry import RunningRegistry, free_port, serve_registry
+from tooling.docker import Docker
 from tooling.errors import ToolingError
 from tooling.log import logger
 from tooling.registry import (
@@ -99,7 +100,7 @@ class Hub:
     root: Path
     registry: str
     name: str
-    docker: DockerCli
+    docker: Docker
     base_image: str
     home: Path
     user_docker_config: Path
@@ -123,8 +124,8 @@ class Hub:
         context.mkdir(parents=True)
         (context / "Dockerfile").write_text(f"FROM {self.base_image}\nLABEL org.hubship.test={secrets.token_hex(8)}\n")
         reference = self.reference(tag)
-        self.docker.run("build", "--network", "none", "--tag", reference, str(context))
-        image_id = self.docker.image_id(reference)
+        build_with_buildkit(self.docker, "--network", "none", "--tag", reference, str(context))
+        image_id = local_image_id(self.docker, reference)
         self.built += [reference, image_id]
         return image_id
 
@@ -188,7 +189,7 @@ class Hub:
 
 
 @pytest.fixture
-def make_hub(tmp_path: Path, docker_cli: DockerCli, rig_base_image: str) -> Iterator[Callable[[str], Hub]]:
+def make_hub(tmp_path: Path, docker_cli: Docker, rig_base_image: str) -> Iterator[Callable[[str], Hub]]:
     hubs: list[Hub] = []
 
     def make(registry: str) -> Hub:
@@ -371,10 +372,10 @@ def test_tested_image_is_pushed_recorded_and_pulls_back_by_the_printed_digest(
     assert "nothing uploaded" in (hub.root / ".hubship" / "reports" / "push.md").read_text()
 
     hub.docker.run("rmi", hub.reference("img-first"))
-    assert not hub.docker.image_exists(image_id)
+    assert hub.docker.inspect_image(image_id) is None
     hub.docker.run("pull", f"{hub.repository}@{digest}")
     try:
-        assert hub.docker.image_id(f"{hub.repository}@{digest}") == image_id
+        assert local_image_id(hub.docker, f"{hub.repository}@{digest}") == image_id
     finally:
         hub.docker.run("rmi", f"{hub.repository}@{digest}")
 
@@ -588,18 +589,18 @@ class PushedImage:
 
 
 @pytest.fixture(scope="module")
-def pushed_image(open_registry: RunningRegistry, docker_cli: DockerCli, rig_base_image: str) -> Iterator[PushedImage]:
+def pushed_image(open_registry: RunningRegistry, docker_cli: Docker, rig_base_image: str) -> Iterator[PushedImage]:
     """One image pushed straight with docker to the open registry, for the API tests to ask about."""
     name = f"hubship-test/api-{secrets.token_hex(4)}"
     reference = f"{open_registry.address}/{name}:img-api"
     context = Path(tempfile.mkdtemp(prefix="hubship-push-api-"))
     try:
         (context / "Dockerfile").write_text(f"FROM {rig_base_image}\nLABEL org.hubship.test={secrets.token_hex(8)}\n")
-        docker_cli.run("build", "--network", "none", "--tag", reference, str(context))
+        build_with_buildkit(docker_cli, "--network", "none", "--tag", reference, str(context))
     finally:
         shutil.rmtree(context)
     try:
-        image_id = docker_cli.image_id(reference)
+        image_id = local_image_id(docker_cli, reference)
         docker_cli.run("push", reference)
         digest = served_digest(open_registry, name, "img-api")
         assert digest is not None

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from repo2docker.buildpacks.base import BaseImage
 
-from tests.rig.docker import DockerCli
+from tests.rig.docker import build_with_buildkit, local_image_id
 from tests.rig.registry import RunningRegistry, serve_registry
+from tooling.docker import Docker
 from tooling.proc import Completed
 
 pytestmark = pytest.mark.docker
@@ -29,18 +30,18 @@ HOST_PYTHON_STDLIB = Path("/usr/lib/python3.11")
 
 
 def run_offline(
-    docker: DockerCli, image: str, *command: str, options: tuple[str, ...] = (), check: bool = True
+    docker: Docker, image: str, *command: str, options: tuple[str, ...] = (), check: bool = True
 ) -> Completed:
     """`docker run` with no network at all and no pull."""
     return docker.run("run", "--rm", "--network", "none", "--pull", "never", *options, image, *command, check=check)
 
 
-def build_small_image(docker: DockerCli, base_image: str, context: Path, tag: str) -> str:
+def build_small_image(docker: Docker, base_image: str, context: Path, tag: str) -> str:
     """Build a one-line change on the base image (BuildKit, host network); return the token it wrote."""
     token = secrets.token_hex(8)
     context.mkdir(parents=True, exist_ok=True)
     (context / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo {token} > /etc/hubship-rig-token\n")
-    docker.run("build", "--network", "host", "--tag", tag, str(context))
+    build_with_buildkit(docker, "--network", "host", "--tag", tag, str(context))
     return token
 
 
@@ -58,27 +59,27 @@ def assert_registry_lists(registry: RunningRegistry, repository: str, tag: str, 
     assert manifest.headers["Docker-Content-Digest"] == digest
 
 
-def remove_and_pull_by_digest(docker: DockerCli, reference: str, digest: str, image_id: str) -> None:
+def remove_and_pull_by_digest(docker: Docker, reference: str, digest: str, image_id: str) -> None:
     """Delete the local image, pull it back as NAME@DIGEST, and check it is the same image."""
     repository = reference.rsplit(":", 1)[0]
     docker.run("rmi", reference)
-    assert not docker.image_exists(image_id)
+    assert docker.inspect_image(image_id) is None
     docker.run("pull", f"{repository}@{digest}")
-    assert docker.image_id(f"{repository}@{digest}") == image_id
+    assert local_image_id(docker, f"{repository}@{digest}") == image_id
 
 
-def test_login_shell_keeps_the_path_the_container_starts_with(docker_cli: DockerCli, rig_base_image: str) -> None:
+def test_login_shell_keeps_the_path_the_container_starts_with(docker_cli: Docker, rig_base_image: str) -> None:
     path = "/opt/hubship-env/bin:/usr/local/bin:/usr/bin:/bin"
     shown = run_offline(docker_cli, rig_base_image, "bash", "-lc", 'echo "$PATH"', options=("-e", f"PATH={path}"))
     assert shown.stdout.strip() == path
 
 
-def test_container_has_only_the_loopback_interface(docker_cli: DockerCli, rig_base_image: str) -> None:
+def test_container_has_only_the_loopback_interface(docker_cli: Docker, rig_base_image: str) -> None:
     interfaces = run_offline(docker_cli, rig_base_image, "ls", "/sys/class/net")
     assert interfaces.stdout.split() == ["lo"]
 
 
-def test_apt_works_offline_for_packages_already_present(docker_cli: DockerCli, rig_base_image: str) -> None:
+def test_apt_works_offline_for_packages_already_present(docker_cli: Docker, rig_base_image: str) -> None:
     update = run_offline(docker_cli, rig_base_image, "apt-get", "update")
     assert not re.search(r"^(Get|Hit|Ign|Err):", update.stdout, re.MULTILINE), update.stdout
 
@@ -95,7 +96,7 @@ def test_apt_works_offline_for_packages_already_present(docker_cli: DockerCli, r
     assert "Unable to locate package hubship-no-such-package" in unknown.stderr
 
 
-def test_debian_python_runs_with_every_extension_module(docker_cli: DockerCli, rig_base_image: str) -> None:
+def test_debian_python_runs_with_every_extension_module(docker_cli: Docker, rig_base_image: str) -> None:
     """Debian's python3.11, placed the way a conda package assembled from it is, finds every library it links."""
     check = (
         "import importlib, os, ssl, sys, zoneinfo\n"
@@ -131,16 +132,14 @@ def test_debian_python_runs_with_every_extension_module(docker_cli: DockerCli, r
 
 
 @dataclass(frozen=True)
-class RecordingDockerCli(DockerCli):
-    """A DockerCli that keeps every command line it runs, to check what reaches argv."""
+class RecordingDocker(Docker):
+    """The toolkit's Docker, keeping every command line it runs, to check what reaches argv."""
 
     argvs: list[list[str]] = field(default_factory=list)
 
-    def run(
-        self, *args: str, stdin_text: str | None = None, timeout: float | None = None, check: bool = True
-    ) -> Completed:
+    def run(self, *args: str, **options: Any) -> Completed:
         self.argvs.append([self.program, *args])
-        return super().run(*args, stdin_text=stdin_text, timeout=timeout, check=check)
+        return super().run(*args, **options)
 
 
 class _UnpackBuildContext:
@@ -156,7 +155,7 @@ class _UnpackBuildContext:
 
 
 def test_repo2docker_template_builds_on_the_base_image_without_network(
-    docker_cli: DockerCli, rig_base_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    docker_cli: Docker, rig_base_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """repo2docker's own Dockerfile (apt steps, locale-gen, user setup) builds with no network at all."""
     empty_repo = tmp_path / "repo"
@@ -168,7 +167,7 @@ def test_repo2docker_template_builds_on_the_base_image_without_network(
     list(BaseImage(rig_base_image).build(_UnpackBuildContext(context), tag, 0, build_args, [], {}))
     build_arg_options = [arg for name, value in build_args.items() for arg in ("--build-arg", f"{name}={value}")]
     # --no-cache: every run really executes the template's steps on the current base image.
-    docker_cli.run("build", "--no-cache", "--network", "none", *build_arg_options, "--tag", tag, str(context))
+    build_with_buildkit(docker_cli, "--no-cache", "--network", "none", *build_arg_options, "--tag", tag, str(context))
     try:
         user, path, locales, substituted = (
             run_offline(docker_cli, tag, "-lc", command, options=("--entrypoint", "/bin/bash")).stdout
@@ -185,13 +184,13 @@ def test_repo2docker_template_builds_on_the_base_image_without_network(
 
 
 def test_push_and_pull_by_digest_without_credentials(
-    docker_cli: DockerCli, rig_base_image: str, registry: RunningRegistry, tmp_path: Path
+    docker_cli: Docker, rig_base_image: str, registry: RunningRegistry, tmp_path: Path
 ) -> None:
     assert not registry.auth
     repository = "rig-test/hello"
     reference = f"{registry.address}/{repository}:v1"
     token = build_small_image(docker_cli, rig_base_image, tmp_path / "context", reference)
-    image_id = docker_cli.image_id(reference)
+    image_id = local_image_id(docker_cli, reference)
 
     digest = pushed_digest(docker_cli.run("push", reference))
     assert_registry_lists(registry, repository, "v1", digest)
@@ -205,16 +204,16 @@ def test_push_and_pull_by_digest_without_credentials(
 
 
 def test_auth_registry_refuses_push_until_login_then_serves_by_digest(
-    docker_cli: DockerCli, rig_base_image: str, registry_with_auth: RunningRegistry, tmp_path: Path
+    docker_cli: Docker, rig_base_image: str, registry_with_auth: RunningRegistry, tmp_path: Path
 ) -> None:
     registry = registry_with_auth
     assert registry.credentials is not None
     username, password = registry.credentials.username, registry.credentials.password
-    docker = RecordingDockerCli(docker_cli.program, docker_cli.docker_host, tmp_path / "docker-config")
+    docker = RecordingDocker(docker_cli.program, tmp_path / "docker-config")
     repository = "rig-test/private"
     reference = f"{registry.address}/{repository}:v1"
     build_small_image(docker, rig_base_image, tmp_path / "context", reference)
-    image_id = docker.image_id(reference)
+    image_id = local_image_id(docker, reference)
 
     assert registry.request("/v2/", authenticate=False).status == 401
     refused = docker.run("push", reference, check=False)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.rig.docker import DockerCli
+from tests.rig.docker import build_with_buildkit, local_image_id
 from tests.rig.hub_fixtures import HubCopies, RigHub
 from tooling.build import BuildResult
 from tooling.cli import main
@@ -84,19 +84,19 @@ def run_stage(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> S
     return StageRun(exit_code, captured.out, captured.err, junit, State.load(hub))
 
 
-def smoke_containers(docker_cli: DockerCli) -> list[str]:
+def smoke_containers(docker_cli: Docker) -> list[str]:
     return docker_cli.run("ps", "--all", "--quiet", "--filter", f"label={RUN_LABEL}").stdout.split()
 
 
 @pytest.fixture(autouse=True)
-def no_container_left(docker_cli: DockerCli) -> Iterator[None]:
+def no_container_left(docker_cli: Docker) -> Iterator[None]:
     """Every container a smoke run starts is gone when it ends, whatever it found."""
     yield
     assert smoke_containers(docker_cli) == []
 
 
 @pytest.fixture
-def broken_images(docker_cli: DockerCli, rig_built_image: BuildResult, tmp_path: Path) -> Iterator[BrokenImages]:
+def broken_images(docker_cli: Docker, rig_built_image: BuildResult, tmp_path: Path) -> Iterator[BrokenImages]:
     # FROM a tag of this test's own, set on the image's id: a name BuildKit finds in the engine.
     base = f"{BROKEN_REPOSITORY}:base-{tmp_path.name}".lower()
     docker_cli.run("tag", rig_built_image.image_id, base)
@@ -109,7 +109,7 @@ def broken_images(docker_cli: DockerCli, rig_built_image: BuildResult, tmp_path:
 class BrokenImages:
     """Builds images FROM the project's image with a few Dockerfile lines; removes them afterwards."""
 
-    docker: DockerCli
+    docker: Docker
     base: str
     folder: Path
 
@@ -120,7 +120,7 @@ class BrokenImages:
         for file_name, text in (files or {}).items():
             (context / file_name).write_text(text, encoding="utf-8")
         reference = f"{BROKEN_REPOSITORY}:{name}"
-        self.docker.run("build", "--network", "none", "--tag", reference, str(context))
+        build_with_buildkit(self.docker, "--network", "none", "--tag", reference, str(context))
         return reference
 
     def remove(self) -> None:
@@ -135,7 +135,7 @@ class BrokenImages:
 def test_the_projects_image_passes_every_check(
     rig_hub: RigHub,
     rig_built_image: BuildResult,
-    docker_cli: DockerCli,
+    docker_cli: Docker,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -170,12 +170,11 @@ def test_the_projects_image_passes_every_check(
 
 
 def test_what_the_image_holds_is_read_without_starting_it(
-    rig_hub: RigHub, rig_built_image: BuildResult, docker_cli: DockerCli
+    rig_hub: RigHub, rig_built_image: BuildResult, docker_cli: Docker
 ) -> None:
-    docker = Docker(docker_cli.program)
-    image = docker.inspect_image(rig_built_image.reference)
+    image = docker_cli.inspect_image(rig_built_image.reference)
     assert image is not None
-    target = ImageUnderTest(docker, rig_built_image.reference, image, "reading")
+    target = ImageUnderTest(docker_cli, rig_built_image.reference, image, "reading")
     locked, _ = locked_packages(rig_hub.root / "environments" / "conda-lock.yml", "linux-64")
     # numpy as if the lock had it from pip: its dist-info RECORD is what names its modules then.
     pip = {"numpy": LockedPackage("numpy", "2.4.6", "", ""), "absent": LockedPackage("absent", "1.0", "", "")}
@@ -210,7 +209,7 @@ def test_the_hub_check_on_a_hub_that_refuses_its_token_says_so(rig_built_image: 
 def test_an_image_running_as_root_fails_the_user_check_and_cannot_be_pushed(
     rig_hub: RigHub,
     broken_images: BrokenImages,
-    docker_cli: DockerCli,
+    docker_cli: Docker,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     image = broken_images.build("root", "USER root")
@@ -223,7 +222,7 @@ def test_an_image_running_as_root_fails_the_user_check_and_cannot_be_pushed(
     assert "the server's container exited (exit code 1) while the hub waited for it" in failed["hub-spawn"]
     # Jupyter Server refuses to run as root: the server check shows it in the container's log.
     assert "--allow-root" in failed["server-start"]
-    image_id = docker_cli.image_id(image)
+    image_id = local_image_id(docker_cli, image)
     assert run.state.tested[image_id].passed is False
     assert main(["--config", str(rig_hub.config), "push", "--image", image]) == 1
     assert "failed its smoke test" in capsys.readouterr().err
@@ -382,7 +381,7 @@ def test_a_hanging_notebook_fails_after_the_cell_timeout_naming_the_cell(
 
 
 def test_a_missing_image_is_one_clear_error_and_is_not_pulled(
-    rig_hub: RigHub, docker_cli: DockerCli, capsys: pytest.CaptureFixture[str]
+    rig_hub: RigHub, docker_cli: Docker, capsys: pytest.CaptureFixture[str]
 ) -> None:
     absent = "registry.invalid/nobody/absent:img-000000000000"
 
@@ -393,7 +392,7 @@ def test_a_missing_image_is_one_clear_error_and_is_not_pulled(
     assert f"has no image {absent}" in err
     assert "never pulls" in err
     assert "Traceback" not in err
-    assert not docker_cli.image_exists(absent)
+    assert docker_cli.inspect_image(absent) is None
 
 
 def test_a_missing_docker_engine_is_one_clear_error(
@@ -412,7 +411,7 @@ def test_a_missing_docker_engine_is_one_clear_error(
 def test_without_configurable_http_proxy_the_stage_says_how_to_install_it(
     rig_hub: RigHub,
     rig_built_image: BuildResult,
-    docker_cli: DockerCli,
+    docker_cli: Docker,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

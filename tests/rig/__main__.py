@@ -23,7 +23,7 @@ from types import FrameType
 from tests.rig.baseimage import ensure_base_image
 from tests.rig.channel import CHANNEL_NAME, ensure_channel
 from tests.rig.channel_server import serve_channel
-from tests.rig.docker import DockerCli, require_docker_engine
+from tests.rig.docker import require_rig_engine, rig_docker
 from tests.rig.registry import RunningRegistry, serve_registry
 from tooling import log
 from tooling.errors import ToolingError
@@ -97,8 +97,8 @@ def hold(seconds: float) -> None:
 
 def up(auth: bool, hold_seconds: float) -> None:
     started = time.monotonic()
-    docker = DockerCli.from_environment()
-    require_docker_engine(docker)
+    docker = rig_docker()
+    require_rig_engine(docker)
     root = ensure_channel()
     base_image = ensure_base_image(docker)
     with (

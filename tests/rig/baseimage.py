@@ -54,7 +54,7 @@ from pathlib import Path
 
 import filelock
 
-from tests.rig.docker import DockerCli
+from tooling.docker import Docker
 from tooling.errors import ToolingError
 from tooling.log import logger, step
 from tooling.proc import run, stream
@@ -192,9 +192,9 @@ RECIPE = BaseImageRecipe(
 )
 
 
-def ensure_base_image(docker: DockerCli, *, recipe: BaseImageRecipe = RECIPE, cache_dir: Path | None = None) -> str:
+def ensure_base_image(docker: Docker, *, recipe: BaseImageRecipe = RECIPE, cache_dir: Path | None = None) -> str:
     """The base image's reference, importing (and first making) it only when the engine lacks it."""
-    if docker.image_exists(recipe.reference):
+    if docker.inspect_image(recipe.reference) is not None:
         logger.info("base image %s: present in the engine", recipe.reference)
         return recipe.reference
     cache = (cache_dir or rig_cache_dir()) / "base-image"
@@ -202,7 +202,7 @@ def ensure_base_image(docker: DockerCli, *, recipe: BaseImageRecipe = RECIPE, ca
     lock = filelock.FileLock(cache / f"{recipe.tag}.lock")
     try:
         with lock.acquire(timeout=LOCK_TIMEOUT):
-            if docker.image_exists(recipe.reference):
+            if docker.inspect_image(recipe.reference) is not None:
                 return recipe.reference
             tarball = cache / f"{recipe.tag}.tar"
             if tarball.exists():
@@ -306,7 +306,7 @@ def remove_stale_tarballs(cache: Path, *, keep: Path) -> None:
             stale.unlink()
 
 
-def import_rootfs_tarball(docker: DockerCli, tarball: Path, recipe: BaseImageRecipe) -> None:
+def import_rootfs_tarball(docker: Docker, tarball: Path, recipe: BaseImageRecipe) -> None:
     """`docker import` the tarball under a temporary tag, then tag it as the recipe's reference."""
     temporary = f"{IMAGE_REPOSITORY}:importing-{recipe.tag}-{os.getpid()}"
     changes = [arg for change in recipe.changes for arg in ("--change", change)]

@@ -1,4 +1,7 @@
-"""The rig's access to a Docker engine: which CLI, which engine, and one clear failure without one.
+"""The rig's Docker engine: which CLI and engine the tests use, and one clear failure without one.
+
+Docker itself is run through the toolkit's own wrapper, `tooling.docker.Docker`;
+this module holds only what is particular to the rig.
 
 Design decisions:
 
@@ -8,106 +11,50 @@ Design decisions:
 - The CLI is HUBSHIP_DOCKER (default `docker`). Debian's 20.10 CLI builds with
   BuildKit when DOCKER_BUILDKIT=1 without the buildx plugin, which a newer
   client-only CLI earlier on PATH lacks; that is why the variable exists.
-  DOCKER_BUILDKIT=1 is set on every call so builds always use BuildKit.
-- Every call goes through `tooling.proc.run`: the command line is logged and a
-  failure carries docker's own last lines of output.
-- A `DockerCli` is a value: `with_config_dir` gives one whose login state
-  (DOCKER_CONFIG) lives in a directory of the caller's choosing, so a test's
-  `docker login` never touches the user's own credentials.
+  The tests' own `docker build`s ask for BuildKit the same way the build
+  stage does with that CLI.
 - No engine is an expected failure (`ToolingError`) whose message says how to
-  start one. The pytest fixture turns it into a test failure, never a skip:
-  a suite that silently skipped its Docker tests would prove nothing.
+  start the rig's engine. The pytest fixture turns it into a test failure,
+  never a skip: a suite that silently skipped its Docker tests would prove nothing.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
-from tooling.errors import CommandFailed, ToolingError
-from tooling.proc import Completed, run
+from tooling.docker import START_ENGINE_HINT, Docker
+from tooling.errors import ToolingError
+from tooling.proc import Completed
 
-START_ENGINE_HINT = (
+RIG_ENGINE_HINT = (
     "Start one and point DOCKER_HOST at it: `source tests/rig/start-dockerd.sh` (as root) "
     "in the shell that runs the tests, or run everything with `bash .ci/run`."
 )
 
-# Seconds an engine may take to answer `docker version`; a healthy one answers at once.
-ENGINE_ANSWER_TIMEOUT = 30.0
+
+def rig_docker() -> Docker:
+    """The CLI that HUBSHIP_DOCKER names (default `docker`), talking to the engine DOCKER_HOST names."""
+    return Docker(os.environ.get("HUBSHIP_DOCKER") or "docker")
 
 
-@dataclass(frozen=True)
-class DockerCli:
-    """A docker command line bound to one engine (and optionally one login state)."""
-
-    program: str
-    docker_host: str | None
-    config_dir: Path | None = None
-
-    @classmethod
-    def from_environment(cls) -> DockerCli:
-        """The CLI that HUBSHIP_DOCKER names (default `docker`), talking to the engine DOCKER_HOST names."""
-        return cls(
-            program=os.environ.get("HUBSHIP_DOCKER") or "docker",
-            docker_host=os.environ.get("DOCKER_HOST") or None,
-        )
-
-    def with_config_dir(self, config_dir: Path) -> DockerCli:
-        """The same CLI, keeping `docker login` state in `config_dir` instead of ~/.docker."""
-        return dataclasses.replace(self, config_dir=config_dir)
-
-    @property
-    def engine(self) -> str:
-        """Where the engine is, for messages."""
-        return self.docker_host or "the CLI's default socket (DOCKER_HOST is not set)"
-
-    def environment(self) -> dict[str, str]:
-        env = {"DOCKER_BUILDKIT": "1"}
-        if self.docker_host is not None:
-            env["DOCKER_HOST"] = self.docker_host
-        if self.config_dir is not None:
-            env["DOCKER_CONFIG"] = str(self.config_dir)
-        return env
-
-    def run(
-        self,
-        *args: str,
-        stdin_text: str | None = None,
-        timeout: float | None = None,
-        check: bool = True,
-    ) -> Completed:
-        """Run `docker ARGS...`; secrets go through `stdin_text`, never `args`."""
-        return run(
-            [self.program, *args],
-            env=self.environment(),
-            stdin_text=stdin_text,
-            timeout=timeout,
-            check=check,
-            hint=f"Docker engine: {self.engine}.",
-        )
-
-    def image_exists(self, reference: str) -> bool:
-        return self.run("image", "inspect", "--format", "{{.Id}}", reference, check=False).returncode == 0
-
-    def image_id(self, reference: str) -> str:
-        return self.run("image", "inspect", "--format", "{{.Id}}", reference).stdout.strip()
-
-
-def require_docker_engine(docker: DockerCli) -> str:
-    """The engine's version; a `ToolingError` saying how to start an engine when none answers."""
+def require_rig_engine(docker: Docker) -> str:
+    """The engine's version; a `ToolingError` saying how to start the rig's engine when none answers."""
     try:
-        completed = docker.run("version", "--format", "{{.Server.Version}}", timeout=ENGINE_ANSWER_TIMEOUT)
-    except CommandFailed as exc:
-        last_line = exc.output_tail[-1].strip() if exc.output_tail else f"exit code {exc.returncode}"
-        raise ToolingError(
-            f"No Docker engine answers at {docker.engine} (asked with `{docker.program} version`: {last_line}).\n"
-            f"{START_ENGINE_HINT}"
-        ) from exc
+        return docker.require_engine()
     except ToolingError as exc:
-        raise ToolingError(
-            f"The Docker CLI `{docker.program}` (from HUBSHIP_DOCKER, default `docker`) was not found.\n"
-            f"{START_ENGINE_HINT}"
-        ) from exc
-    return completed.stdout.strip()
+        # The toolkit's advice is for a hub admin's machine; the tests need the rig's own engine.
+        what_failed = exc.message.removesuffix(START_ENGINE_HINT).rstrip()
+        raise ToolingError(f"{what_failed}\n{RIG_ENGINE_HINT}") from None
+
+
+def build_with_buildkit(docker: Docker, *args: str) -> Completed:
+    """`docker build ARGS...` with the CLI's built-in BuildKit, as the build stage builds without buildx."""
+    return docker.run("build", *args, extra_env={"DOCKER_BUILDKIT": "1"})
+
+
+def local_image_id(docker: Docker, reference: str) -> str:
+    """The id of the local image `reference` names; the engine must have it."""
+    image = docker.inspect_image(reference)
+    if image is None:
+        raise ToolingError(f"The Docker engine at {docker.engine} has no image {reference}.")
+    return image.image_id

@@ -1,7 +1,8 @@
 """pytest fixtures for the Docker side of the rig (loaded as a plugin by tests/conftest.py).
 
-- `docker_cli` (session): the CLI and engine that HUBSHIP_DOCKER and DOCKER_HOST
-  name; the test FAILS, with how to start an engine, when none answers.
+- `docker_cli` (session): the toolkit's `Docker` for the CLI and engine that
+  HUBSHIP_DOCKER and DOCKER_HOST name; the test FAILS, with how to start the
+  rig's engine, when none answers.
 - `rig_base_image` (session): the reference of the Debian bookworm base image,
   made once and cached (see tests/rig/baseimage.py).
 - `registry`, `registry_with_auth` (per test): a real docker-registry on a free
@@ -20,22 +21,23 @@ from typing import TypeVar
 import pytest
 
 from tests.rig.baseimage import ensure_base_image
-from tests.rig.docker import DockerCli, require_docker_engine
+from tests.rig.docker import require_rig_engine, rig_docker
 from tests.rig.registry import RunningRegistry, serve_registry
+from tooling.docker import Docker
 from tooling.errors import ToolingError
 
 T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
-def docker_cli() -> DockerCli:
-    docker = DockerCli.from_environment()
-    _or_fail(lambda: require_docker_engine(docker))
+def docker_cli() -> Docker:
+    docker = rig_docker()
+    _or_fail(lambda: require_rig_engine(docker))
     return docker
 
 
 @pytest.fixture(scope="session")
-def rig_base_image(docker_cli: DockerCli) -> str:
+def rig_base_image(docker_cli: Docker) -> str:
     return _or_fail(lambda: ensure_base_image(docker_cli))
 
 

@@ -35,10 +35,10 @@ import tomlkit
 
 from tests.lock_fixtures import PROJECT, Hub
 from tests.rig.channel_fixtures import RigChannel
-from tests.rig.docker import DockerCli
 from tests.rig.registry import free_port
 from tooling.build import BuildRequest, BuildResult, build_image
 from tooling.config import load_config
+from tooling.docker import Docker
 from tooling.errors import ToolingError
 from tooling.lock import LockRequest, lock_environment
 from tooling.proc import run
@@ -74,7 +74,7 @@ class RigHub(Hub):
         return run(["git", *GIT_IDENTITY, "-C", str(self.root), *args]).stdout.strip()
 
 
-def in_image(docker: DockerCli, reference: str, *command: str, entrypoint: str | None = None) -> str:
+def in_image(docker: Docker, reference: str, *command: str, entrypoint: str | None = None) -> str:
     """Run `command` in the image as its user, with no network and no pull; its standard output."""
     options = ["--entrypoint", entrypoint] if entrypoint else []
     return docker.run("run", "--rm", "--network", "none", "--pull", "never", *options, reference, *command).stdout
@@ -114,7 +114,7 @@ def copy_hub(hub: RigHub, root: Path, registry: str) -> RigHub:
 
 @pytest.fixture(scope="session")
 def rig_hub(
-    tmp_path_factory: pytest.TempPathFactory, rig_channel: RigChannel, rig_base_image: str, docker_cli: DockerCli
+    tmp_path_factory: pytest.TempPathFactory, rig_channel: RigChannel, rig_base_image: str, docker_cli: Docker
 ) -> RigHub:
     try:
         return make_rig_hub(
@@ -129,7 +129,7 @@ def rig_hub(
 
 
 @pytest.fixture(scope="session")
-def rig_built_image(rig_hub: RigHub, docker_cli: DockerCli) -> Iterator[BuildResult]:
+def rig_built_image(rig_hub: RigHub, docker_cli: Docker) -> Iterator[BuildResult]:
     try:
         result = build_image(rig_hub.request())
     except ToolingError as exc:
@@ -147,7 +147,7 @@ class HubCopies:
 
     hub: RigHub
     folder: Path
-    docker: DockerCli
+    docker: Docker
     built: list[str] = field(default_factory=list)
 
     def __call__(self, name: str = "copy", registry: str | None = None) -> RigHub:
@@ -167,7 +167,7 @@ class HubCopies:
 
 @pytest.fixture
 def copy_rig_hub(
-    rig_hub: RigHub, rig_built_image: BuildResult, tmp_path: Path, docker_cli: DockerCli
+    rig_hub: RigHub, rig_built_image: BuildResult, tmp_path: Path, docker_cli: Docker
 ) -> Iterator[HubCopies]:
     copies = HubCopies(rig_hub, tmp_path, docker_cli)
     yield copies

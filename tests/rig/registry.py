@@ -14,10 +14,10 @@ Design decisions:
   accepts) of a random password. The password is registered as a secret, so
   the toolkit's log never shows it, and reaches docker only through stdin
   (`docker login --password-stdin`).
-- The server outlives a single call, which `tooling.proc.run` and `stream`
-  (for programs that finish) do not cover: it is started here as a child
-  process, with its command line logged like theirs, and stopped by its PID.
-  Waiting for `/v2/` to answer is bounded in time and notices an early exit.
+- The server outlives a single call: it is started with `tooling.proc.start`
+  (its command line logged like every other program's, its output in the
+  working directory's log) and stopped by its own PID. Waiting for `/v2/` to
+  answer is bounded in time and notices an early exit.
 """
 
 from __future__ import annotations
@@ -25,10 +25,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import shlex
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 import urllib.error
@@ -43,7 +41,8 @@ import bcrypt
 
 from tooling.errors import ToolingError
 from tooling.files import write_atomic
-from tooling.log import logger, redact, register_secret, step
+from tooling.log import register_secret, step
+from tooling.proc import Server, start
 
 REGISTRY_PROGRAM = "docker-registry"
 USERNAME = "hubship-rig"
@@ -121,15 +120,18 @@ def serve_registry(*, auth: bool = False, workdir: Path | None = None) -> Iterat
         credentials = _new_credentials() if auth else None
         address = f"127.0.0.1:{free_port()}"
         config = _write_config(directory, address, credentials)
-        log_path = directory / "registry.log"
-        server = _start(config, log_path)
+        server = start(
+            [REGISTRY_PROGRAM, "serve", str(config)],
+            log_path=directory / "registry.log",
+            hint="Install it: `apt-get install -y docker-registry` (`bash .ci/run` does).",
+        )
         try:
             running = RunningRegistry(address, server.pid, directory / "storage", credentials)
             with step(f"registry: start on {address}{' with htpasswd auth' if auth else ''}"):
-                _wait_until_answering(running, server, log_path)
+                _wait_until_answering(running, server)
             yield running
         finally:
-            _stop(server)
+            server.stop(STOP_TIMEOUT)
     finally:
         if owns_workdir:
             shutil.rmtree(directory)
@@ -169,26 +171,13 @@ def _write_config(directory: Path, address: str, credentials: RegistryCredential
     return path
 
 
-def _start(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    argv = [REGISTRY_PROGRAM, "serve", str(config)]
-    logger.debug("$ %s", redact(shlex.join(argv)))
-    with log_path.open("wb") as log:
-        try:
-            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        except FileNotFoundError as exc:
-            raise ToolingError(
-                f"`{REGISTRY_PROGRAM}` was not found. Install it: `apt-get install -y docker-registry` "
-                "(`bash .ci/run` does)."
-            ) from exc
-
-
-def _wait_until_answering(registry: RunningRegistry, server: subprocess.Popen[bytes], log_path: Path) -> None:
+def _wait_until_answering(registry: RunningRegistry, server: Server) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        if server.poll() is not None:
+        if not server.running():
             raise ToolingError(
-                f"docker-registry exited with code {server.returncode} right after starting on {registry.address}. "
-                f"Its log ({log_path}) ends with:\n{_log_tail(log_path)}"
+                f"docker-registry exited with code {server.process.returncode} right after starting on "
+                f"{registry.address}. Its log ({server.log_path}) ends with:\n{_indented_log_tail(server)}"
             )
         try:
             registry.request("/v2/", authenticate=False)
@@ -198,20 +187,9 @@ def _wait_until_answering(registry: RunningRegistry, server: subprocess.Popen[by
         return
     raise ToolingError(
         f"docker-registry (pid {server.pid}) did not answer {registry.url}/v2/ within {START_TIMEOUT:.0f} s. "
-        f"Its log ({log_path}) ends with:\n{_log_tail(log_path)}"
+        f"Its log ({server.log_path}) ends with:\n{_indented_log_tail(server)}"
     )
 
 
-def _log_tail(log_path: Path, lines: int = 15) -> str:
-    text = log_path.read_text(encoding="utf-8", errors="replace")
-    return "\n".join(f"    {line}" for line in text.splitlines()[-lines:])
-
-
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        logger.warning("docker-registry (pid %d) ignored SIGTERM for %.0f s; killing it", server.pid, STOP_TIMEOUT)
-        server.kill()
-        server.wait(timeout=STOP_TIMEOUT)
+def _indented_log_tail(server: Server) -> str:
+    return "\n".join(f"    {line}" for line in server.log_tail())

@@ -93,11 +93,23 @@ def shorten(text: str, width: int = 90) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def base_pin_advice(result: BuildResult) -> str:
+    """How to pin an unpinned base image, so that a rebuild of the same inputs gets the same base; or ''."""
+    if "@" in result.base:
+        return ""
+    digest = result.labels.get("org.opencontainers.image.base.digest", "")
+    if digest:
+        return f'The base image is not pinned: set [image] base = "{result.base}@{digest}" in hub.toml.'
+    return f"The base image {result.base} is not pinned by digest, and has none from a registry (made or loaded here)."
+
+
 def summary(result: BuildResult) -> str:
     lines = [
         f"{result.reference} (image {result.image_id[:19]}): {outcome(result)}.",
         f"Size {human_size(result.size)} on {result.base}; {result.packages} locked packages.",
     ]
+    if advice := base_pin_advice(result):
+        lines.append(advice)
     if result.stale_lock:
         lines.append(f"WARNING: built from a stale lock (--allow-stale-lock): {result.stale_lock}")
     if result.docker_steps:
@@ -122,7 +134,7 @@ def markdown(result: BuildResult) -> str:
         f"| Image | `{result.reference}` (id `{result.image_id}`) |",
         f"| Result | {outcome(result)} |",
         f"| Size | {human_size(result.size)} |",
-        f"| Base | `{result.base}` |",
+        f"| Base | `{result.base}` {base_pin_advice(result)} |",
         f"| Lock | {result.packages} packages, sha256 `{result.lock_sha256[:16]}…` |",
     ]
     if result.stale_lock:

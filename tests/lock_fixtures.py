@@ -12,6 +12,7 @@
 - `make_hub`: a hub repository in a tmp folder (this project's hub.toml and
   environments/environment.yml, conda-forge mirrored to the snapshot).
 - `cli`: runs `python -m tooling --config HUB/hub.toml ...` in this process.
+- `loopback_server`: an HTTP handler served on 127.0.0.1 for the length of a block.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +177,16 @@ def hub_toml_with(mirror: str, replacements: dict[str, str]) -> str:
         assert old in text, old
         text = text.replace(old, new, 1)
     return text
+
+
+@contextmanager
+def loopback_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """`handler` served on 127.0.0.1 (a free port, yielded) from a thread until the block ends."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -130,3 +131,26 @@ def test_broken_config_exits_2_with_one_line_and_no_traceback(
     assert err.count("\n") == 1
     assert "Traceback" not in err
     assert err.startswith(f"error: {path}: unknown key 'image.nmae'")
+
+
+def test_a_config_file_of_another_name_is_named_as_it_is(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "staging-hub.toml"
+    path.write_text(MINIMAL, encoding="utf-8")
+    config = load_config(path)
+    assert config.path == path.resolve()
+    assert config.root == tmp_path.resolve()
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path.resolve()))}: no \[deploy\.qa\] table"):
+        config.deploy_target("qa")
+    assert main(["--config", str(path), "config"]) == 0
+    assert capsys.readouterr().out.startswith(f"# Effective configuration of {path.resolve()}\n")
+
+
+def test_a_hub_that_does_not_lock_the_image_platform_is_refused(tmp_path: Path) -> None:
+    path = write_config(tmp_path, '[environment]\nplatforms = ["osx-arm64"]\n' + MINIMAL)
+    config = load_config(path)
+    with pytest.raises(
+        ConfigError, match=r"\[environment\] platforms has no linux-64, the platform of the image"
+    ) as raised:
+        config.require_platform("linux-64")
+    assert raised.value.message.startswith(f"{path}: ")
+    load_config(write_config(tmp_path, MINIMAL)).require_platform("linux-64")

@@ -11,12 +11,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from tests.lock_fixtures import PROJECT, CliResult, Hub, hub_toml_with
+from tests.lock_fixtures import PROJECT, CliResult, Hub, hub_toml_with, loopback_server
+from tooling.log import redact
+from tooling.solve import hide_credentials
 
 Cli = Callable[..., CliResult]
 SPEC = PROJECT.joinpath("environments", "environment.yml").read_text()
@@ -105,6 +107,23 @@ def test_unreachable_mirror_names_the_url(locked_hub: Hub, cli: Cli) -> None:
     mirror = f"http://127.0.0.1:{free_port()}/conda-forge"
     fails_cleanly(cli(locked_hub, "lock", "--mirror", f"conda-forge={mirror}"), "Cannot reach", mirror)
     assert locked_hub.snapshot() == before
+
+
+def test_unreachable_mirror_with_credentials_keeps_the_password_out(locked_hub: Hub, cli: Cli) -> None:
+    before = locked_hub.snapshot()
+    password = "unreachable-pw-52e1"
+    mirror = f"http://robot:{password}@127.0.0.1:{free_port()}/conda-forge"
+    error = fails_cleanly(cli(locked_hub, "lock", "--mirror", f"conda-forge={mirror}"), "Cannot reach")
+    assert password not in error
+    assert mirror.replace(password, "********") in error
+    assert locked_hub.snapshot() == before
+
+
+def test_channel_passwords_and_tokens_are_hidden_but_file_paths_are_not() -> None:
+    hide_credentials("https://robot:pw-one-2@mirror.example/t/tk-9d2f-77/conda-forge")
+    hide_credentials("file:///srv/t/local-channel")
+    said = redact("https://robot:pw-one-2@mirror.example/t/tk-9d2f-77/conda-forge; file:///srv/t/local-channel")
+    assert said == "https://robot:********@mirror.example/t/********/conda-forge; file:///srv/t/local-channel"
 
 
 def test_channel_without_linux_64_data(locked_hub: Hub, cli: Cli, snapshot_channel: str, tmp_path: Path) -> None:
@@ -236,6 +255,18 @@ def test_check_without_a_lock(make_hub: Callable[..., Hub], cli: Cli) -> None:
     check_fails(cli, make_hub(), "conda-lock.yml does not exist")
 
 
+def test_lock_files_that_are_not_utf8_are_named_by_check_and_replaced_by_lock(locked_hub: Hub, cli: Cli) -> None:
+    for path in (locked_hub.lock, locked_hub.explicit):
+        path.write_bytes(path.read_bytes() + b"\xff\xfe")
+    check_fails(cli, locked_hub, f"{locked_hub.lock}: not UTF-8 text")
+    locked_hub.lock.write_bytes(locked_hub.lock.read_bytes()[:-2])
+    check_fails(cli, locked_hub, "conda-linux-64.lock does not match")
+    relocked = cli(locked_hub, "lock")
+    assert relocked.code == 0, relocked.err
+    assert "Traceback" not in relocked.err
+    assert cli(locked_hub, "lock", "--check").code == 0
+
+
 # --- an interrupted run ------------------------------------------------------------------------
 
 
@@ -254,15 +285,11 @@ def hanging_channel() -> Iterator[tuple[str, threading.Event]]:
         def log_message(self, format: str, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/conda-forge", arrived
-    finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
+    with loopback_server(Handler) as port:
+        try:
+            yield f"http://127.0.0.1:{port}/conda-forge", arrived
+        finally:
+            release.set()
 
 
 def test_interrupted_run_leaves_the_previous_lock(locked_hub: Hub) -> None:

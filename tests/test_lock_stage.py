@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ import yaml
 from conda_lock.lockfile import parse_conda_lock_file
 from conda_lock.lockfile.v1 import models as v1_models
 
-from tests.lock_fixtures import PANGEO, PANGEO_SPECS, PROJECT, CliResult, Hub, hub_toml_with
+from tests.lock_fixtures import PANGEO, PANGEO_SPECS, PROJECT, CliResult, Hub, hub_toml_with, loopback_server
 from tooling.lock import LockRequest, content_hashes, parse_spec_files, virtual_package_repo
 from tooling.lockdiff import read_lock
 
@@ -220,3 +223,44 @@ def test_a_package_that_provides_singleuser_is_enough(make_hub: Callable[..., Hu
     hub = make_hub(spec=spec)
     result = cli(hub, "lock")
     assert result.code == 0, result.err
+
+
+@contextmanager
+def channel_behind_basic_auth(channel: Path, username: str, password: str) -> Iterator[tuple[str, list[bool]]]:
+    """`channel` served on 127.0.0.1 only to USER:PASSWORD; yields its base URL (credentials in it) and,
+    per request, whether it carried them."""
+    expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+    authorized: list[bool] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(channel.parent), **kwargs)
+
+        def send_head(self) -> Any:
+            authorized.append(self.headers.get("Authorization") == expected)
+            if not authorized[-1]:
+                self.send_error(401)
+                return None
+            return super().send_head()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    with loopback_server(Handler) as port:
+        yield f"http://{username}:{password}@127.0.0.1:{port}/{channel.name}", authorized
+
+
+def test_a_mirror_behind_basic_auth_gives_the_same_lock_and_keeps_its_password_out(
+    make_hub: Callable[..., Hub], cli: Cli, snapshot_channel: str
+) -> None:
+    reference = make_hub()
+    assert cli(reference, "lock").code == 0
+    hub = make_hub()
+    password = "mirror-pw-7f3a9c"
+    channel = Path(snapshot_channel.removeprefix("file://"))
+    with channel_behind_basic_auth(channel, "robot", password) as (mirror, authorized):
+        result = cli(hub, "lock", "--mirror", f"conda-forge={mirror}")
+    assert result.code == 0, result.err
+    assert authorized and all(authorized)
+    assert hub.lock.read_text() == reference.lock.read_text()
+    assert password not in result.out + result.err + hub.report.read_text()

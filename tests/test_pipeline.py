@@ -65,15 +65,17 @@ def test_automated_run_stops_before_the_first_manual_stage() -> None:
     assert all(stage.automated == bool(stage.command) for stage in STAGES)
 
 
+def copy_hub(hub: Path, config_name: str = "hub.toml") -> None:
+    """This repository's hub files under `hub`, its hub.toml as `config_name`."""
+    hub.mkdir()
+    shutil.copy2(ROOT / "hub.toml", hub / config_name)
+    for part in ("environments", "image", "deploy"):
+        shutil.copytree(ROOT / part, hub / part)
+
+
 def test_pipeline_stops_at_the_first_failing_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     hub = tmp_path / "hub"
-    hub.mkdir()
-    for part in ("hub.toml", "environments", "image", "deploy"):
-        source = ROOT / part
-        if source.is_dir():
-            shutil.copytree(source, hub / part)
-        else:
-            shutil.copy2(source, hub / part)
+    copy_hub(hub)
     spec = hub / "environments" / "environment.yml"
     spec.write_text(spec.read_text(encoding="utf-8").replace("  - pandas\n", "  - pandas\n  - scipy\n"))
     assert main(["--config", str(hub / "hub.toml"), "pipeline"]) == 1
@@ -82,3 +84,13 @@ def test_pipeline_stops_at_the_first_failing_stage(tmp_path: Path, capsys: pytes
     assert "== [2/5]" not in out
     assert "The pipeline stopped at lock" in out
     assert "python -m tooling pipeline --from lock" in out
+
+
+def test_pipeline_stages_read_the_config_file_it_was_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hub = tmp_path / "hub"
+    copy_hub(hub, config_name="staging-hub.toml")
+    assert main(["--config", str(hub / "staging-hub.toml"), "pipeline", "--to", "lock"]) == 0
+    captured = capsys.readouterr()
+    assert "== [1/1] Check the lock" in captured.out
+    assert "ok: " in captured.out and "is current" in captured.out
+    assert "error:" not in captured.err

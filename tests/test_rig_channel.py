@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import threading
 import time
 import urllib.error
@@ -43,6 +42,7 @@ from tests.rig.wheels import (
 )
 from tooling.errors import ToolingError
 from tooling.proc import Server, run, start
+from tooling.smoke_hub import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ENVIRONMENT_YML = PROJECT_ROOT / "environments" / "environment.yml"
@@ -460,13 +460,6 @@ def test_a_kernel_executes_a_notebook(prefix: Path, user_env: dict[str, str], tm
     assert ["".join(output.get("text", "")) for output in outputs] == [f"{prefix} 6\n"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass(frozen=True)
 class JupyterServer:
     url: str
@@ -477,7 +470,7 @@ class JupyterServer:
 @pytest.fixture
 def jupyter_server(prefix: Path, user_env: dict[str, str], tmp_path: Path) -> Iterator[JupyterServer]:
     """A Jupyter server of the prefix on a free 127.0.0.1 port, stopped by its PID afterwards."""
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     argv = [f"{prefix}/bin/jupyter", "server", "--no-browser", "--ip=127.0.0.1", f"--port={port}"]
     argv += ["--port-retries=0", f"--ServerApp.root_dir={tmp_path}"]
     if os.geteuid() == 0:

@@ -61,6 +61,7 @@ from tooling.buildpack import (
     INSTALLER,
     MIRRORS_SECRET,
     NO_SPACE,
+    PLATFORM,
     RATTLER_DISTRIBUTION,
     InstallPlan,
     default_cache_dir,
@@ -72,17 +73,17 @@ from tooling.buildpack import (
 )
 from tooling.config import HubConfig
 from tooling.docker import Docker, LocalImage
-from tooling.errors import CommandFailed, ConfigError, ToolingError
+from tooling.errors import CommandFailed, ToolingError
 from tooling.files import sha256_file, write_atomic
 from tooling.lock import LockRequest, check_lock
-from tooling.log import Step, logger, register_secret, step
+from tooling.log import Step, logger, step
 from tooling.proc import run
 from tooling.r2d_engine import EngineSettings, build_with_repo2docker
 from tooling.registry import RegistryClient, RetryPolicy, docker_logged_in, find_credentials
+from tooling.solve import hide_credentials
 from tooling.state import STATE_DIR, BuiltImage, State, now
 from tooling.values import split_reference
 
-PLATFORM = "linux-64"
 TAG_PREFIX = "img-"
 TAG_HEX_DIGITS = 12
 # Asking the registry whether the tag exists must not hold a build up for long.
@@ -137,12 +138,8 @@ class BuildRequest:
         pypi_mapping: str | None = None,
     ) -> BuildRequest:
         """hub.toml's [image], [environment], [mirrors] and [docker]; `mirrors` win over hub.toml's."""
+        config.require_platform(PLATFORM)
         lock_request = LockRequest.from_config(config, mirrors=mirrors, pypi_mapping=pypi_mapping)
-        if PLATFORM not in lock_request.platforms:
-            raise ConfigError(
-                f"{config.root / 'hub.toml'}: [environment] platforms has no {PLATFORM}, the platform of the image; "
-                f"add it and run `python -m tooling lock`."
-            )
         return cls(
             root=config.root,
             context=config.file(config.image.context),
@@ -214,11 +211,13 @@ class _Outcome:
 def build_image(request: BuildRequest) -> BuildResult:
     """Build (or find) the image of the hub's lock and image/ folder; record it for the next stages."""
     started = time.monotonic()
-    _hide_mirror_credentials(request.mirrors)
+    for url in request.mirrors.values():
+        hide_credentials(url)
     phases = _Phases()
     with phases("check the lock"):
         stale = _require_current_lock(request)
         plan = read_install_plan(request.explicit_lock, request.lock_request.lock_file)
+        lock_sha256 = sha256_file(request.explicit_lock)
         mirrors = mirror_prefixes(request.mirrors)
     docker = Docker(request.docker_cli)
     with tempfile.TemporaryDirectory(prefix="hubship-build-") as scratch:
@@ -239,8 +238,8 @@ def build_image(request: BuildRequest) -> BuildResult:
                 plan=plan,
                 mirrors=mirrors,
                 staged=staged,
-                base=base,
                 reference=reference,
+                labels=oci_labels(request, tag, base, lock_sha256),
                 reason=reason,
                 docker=docker,
                 work=work,
@@ -250,7 +249,6 @@ def build_image(request: BuildRequest) -> BuildResult:
             outcome = existing
     with phases("inspect the image"):
         layers = _largest_layers(docker, reference)
-    lock_sha256 = sha256_file(request.explicit_lock)
     State.load(request.root).record_build(BuiltImage(reference, outcome.image.image_id, lock_sha256))
     return BuildResult(
         reference=reference,
@@ -278,8 +276,8 @@ def _build(
     plan: InstallPlan,
     mirrors: Mapping[str, str],
     staged: Path,
-    base: LocalImage,
     reference: str,
+    labels: Mapping[str, str],
     reason: str,
     docker: Docker,
     work: Path,
@@ -287,12 +285,10 @@ def _build(
 ) -> _Outcome:
     with phases("prepare the build environment and context"):
         builder = docker.builder()
-        bootstrap = ensure_bootstrap(plan, request.mirrors, request.cache_dir)
+        bootstrap = ensure_bootstrap(plan, mirrors, request.cache_dir)
         write_build_files(plan, bootstrap, work / "hubship")
         secret = work / "mirrors.json"
         write_atomic(secret, json.dumps(mirrors, sort_keys=True))
-    tag = reference.rsplit(":", 1)[1]
-    labels = oci_labels(request, tag, base, sha256_file(request.explicit_lock))
     build_log = _BuildLog(request.root / STATE_DIR / LOG_DIR)
     settings = EngineSettings(
         docker=docker,
@@ -346,13 +342,6 @@ def _require_current_lock(request: BuildRequest) -> str:
         f"The lock is not current: {verdict.reason}\nThe image installs the lock, so it would not be what "
         "environment.yml says. Relock first, or pass --allow-stale-lock to build from the lock as it is."
     )
-
-
-def _hide_mirror_credentials(mirrors: Mapping[str, str]) -> None:
-    for url in mirrors.values():
-        password = urlsplit(url).password
-        if password:
-            register_secret(password)
 
 
 # --- image/, the base image, the tag -----------------------------------------------------------
@@ -642,7 +631,8 @@ def explain_build_failure(lines: Sequence[str], log_path: Path, staged: Path) ->
     failed = next((vertex for vertex in reversed(_vertices(lines).values()) if vertex.error), None)
     output = failed.output if failed is not None else [line for line in lines if line.strip()]
     tail = "\n".join(f"    {line}" for line in output[-LOG_TAIL_LINES:])
-    where = f" at: {_step_name(failed.name, staged)}" if failed is not None else ""
+    step_name = _step_name(failed.name, staged) if failed is not None else ""
+    where = f" at: {step_name}" if failed is not None else ""
     said = f"\nIts last lines of output:\n{tail}" if tail else ""
     full_log = f"\nFull log: {log_path}."
     error_mark = f"{INSTALLER_MARK} error:"
@@ -662,14 +652,14 @@ def explain_build_failure(lines: Sequence[str], log_path: Path, staged: Path) ->
             + f"{full_log}\nThe channel (or its mirror) serves another file than the one locked, or the lock "
             "was edited. Relock (`python -m tooling lock`), or fix the mirror, then rerun `python -m tooling build`."
         )
-    return ToolingError(f"The image build failed{where}.{said}{full_log}\n{_what_to_do(failed, staged)}")
+    return ToolingError(f"The image build failed{where}.{said}{full_log}\n{_what_to_do(step_name)}")
 
 
 def _step_name(name: str, staged: Path) -> str:
     instruction = _instruction(name)
     if INSTALLER in instruction:
         return "installing the locked environment (py-rattler)"
-    if "./postBuild" in instruction or "/postBuild" in instruction:
+    if "/postBuild" in instruction:
         return "image/postBuild"
     if "apt-get" in instruction and _apt_packages(staged) & set(instruction.split()):
         return "installing the packages of image/apt.txt"
@@ -683,11 +673,10 @@ def _apt_packages(staged: Path) -> set[str]:
     return {line.partition("#")[0].strip() for line in apt.read_text(encoding="utf-8").splitlines()} - {""}
 
 
-def _what_to_do(failed: _Vertex | None, staged: Path) -> str:
-    name = _step_name(failed.name, staged) if failed is not None else ""
-    if name == "image/postBuild":
+def _what_to_do(step_name: str) -> str:
+    if step_name == "image/postBuild":
         return "Fix image/postBuild (it runs as jovyan in the image's environment), then rerun the build."
-    if name.startswith("installing the packages of image/apt.txt"):
+    if step_name == "installing the packages of image/apt.txt":
         return "Fix the package names in image/apt.txt (they must exist in the base image's apt sources)."
     return "Fix the cause shown above, then rerun `python -m tooling build`."
 

@@ -187,8 +187,11 @@ def read_install_plan(explicit_file: Path, lock_file: Path) -> InstallPlan:
         for package in _read(lock_file).package
         if package.platform == PLATFORM and package.manager == "conda"
     }
-    conda = [_conda_package(entry, full.get(entry.url), explicit_file, lock_file) for entry in explicit.package]
-    conda_packages = tuple(package for package in conda if package is not None)
+    conda_packages = tuple(
+        _conda_package(entry, full.get(entry.url), explicit_file, lock_file)
+        for entry in explicit.package
+        if entry.manager == "conda"
+    )
     extra = sorted(set(full) - {package.url for package in conda_packages})
     if extra:
         raise ToolingError(
@@ -212,9 +215,7 @@ def _read(path: Path) -> Lockfile:
 
 def _conda_package(
     entry: LockedDependency, full: LockedDependency | None, explicit_file: Path, lock_file: Path
-) -> CondaPackage | None:
-    if entry.manager != "conda":
-        return None
+) -> CondaPackage:
     name, version, build = split_package_file_name(PurePosixPath(urlsplit(entry.url).path).name)
     if full is None:
         raise ToolingError(
@@ -344,7 +345,10 @@ def bootstrap_key(plan: InstallPlan) -> str:
 
 
 def ensure_bootstrap(plan: InstallPlan, mirrors: Mapping[str, str], cache_dir: Path) -> Path:
-    """The build environment for the plan's python (env/ and site/), made once and kept in `cache_dir`."""
+    """The build environment for the plan's python (env/ and site/), made once and kept in `cache_dir`.
+
+    `mirrors` are `mirror_prefixes`: canonical channel URL prefix -> mirror URL.
+    """
     folder = cache_dir / "bootstrap" / bootstrap_key(plan)[:16]
     if folder.is_dir():
         return folder
@@ -375,7 +379,7 @@ def _move_into_place(scratch: Path, folder: Path) -> None:
 
 def _install_bootstrap_python(plan: InstallPlan, mirrors: Mapping[str, str], prefix: Path) -> None:
     records = [_record(package) for package in plan.bootstrap_packages()]
-    client = Client([MirrorMiddleware({k: [v] for k, v in mirror_prefixes(mirrors).items()})]) if mirrors else Client()
+    client = Client([MirrorMiddleware({k: [v] for k, v in mirrors.items()})]) if mirrors else Client()
     with tempfile.TemporaryDirectory(prefix="hubship-bootstrap-packages-") as package_cache:
         try:
             asyncio.run(

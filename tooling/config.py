@@ -9,7 +9,6 @@ Paths in hub.toml are relative to the directory that holds it.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 import typing
 from pathlib import Path
@@ -30,9 +29,11 @@ DEFAULT_VIRTUAL_PACKAGES = {
     "linux-64": {"__unix": "0", "__linux": "5.10", "__glibc": "2.28", "__archspec": "1 x86_64"},
 }
 
-_IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
-_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(?::[0-9]+)?$")
-_CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
+# One part of an image name between slashes, as Docker's reference grammar has it.
+IMAGE_NAME_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_NAME = rf"^{IMAGE_NAME_PART}(?:/{IMAGE_NAME_PART})*$"
+_REGISTRY = r"^[A-Za-z0-9.-]+(?::[0-9]+)?$"
+_CHANNEL_NAME = r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$"
 
 
 class _Section(BaseModel):
@@ -46,12 +47,12 @@ class ImageSettings(_Section):
     registry: Name = Field(
         "ghcr.io",
         description="registry host[:port] the image is pushed to",
-        pattern=_REGISTRY.pattern,
+        pattern=_REGISTRY,
     )
     name: Name = Field(
         "example-hub/user-image",
         description="repository of the image in the registry, lowercase, e.g. 'my-org/hub-image'",
-        pattern=_IMAGE_NAME.pattern,
+        pattern=_IMAGE_NAME,
     )
     context: Path = Field(Path("image"), description="folder of repo2docker inputs (apt.txt, postBuild, start, ...)")
     base: Name = Field(
@@ -123,12 +124,12 @@ class DeploySettings(_Section):
 
 
 class HubConfig(_Section):
-    """The whole of hub.toml. `root` is the folder holding it; paths resolve against it."""
+    """The whole of hub.toml. `path` is the file it was read from; paths in it resolve against its folder."""
 
     image: ImageSettings = ImageSettings()
     environment: EnvironmentSettings = EnvironmentSettings()
     mirrors: dict[
-        Annotated[StrictStr, Field(pattern=_CHANNEL_NAME.pattern)],
+        Annotated[StrictStr, Field(pattern=_CHANNEL_NAME)],
         Annotated[StrictStr, Field(pattern=r"^(https?|file)://")],
     ] = Field({}, description="channel name -> URL to read it from instead (air-gapped sites, tests)")
     docker: DockerSettings = DockerSettings()
@@ -136,7 +137,12 @@ class HubConfig(_Section):
     deploy: dict[Annotated[StrictStr, Field(pattern="^[a-z][a-z0-9-]*$")], DeploySettings] = Field(
         {}, description="one table per environment; 'staging' and 'prod' are required"
     )
-    root: Path = Field(Path(), exclude=True)
+    path: Path = Field(Path(CONFIG_NAME), exclude=True)
+
+    @property
+    def root(self) -> Path:
+        """The folder holding hub.toml."""
+        return self.path.parent
 
     def file(self, relative: Path) -> Path:
         """A path from hub.toml, resolved against the folder that holds it."""
@@ -147,7 +153,15 @@ class HubConfig(_Section):
             return self.deploy[name]
         except KeyError:
             known = ", ".join(sorted(self.deploy)) or "none"
-            raise ConfigError(f"{self.root / CONFIG_NAME}: no [deploy.{name}] table (environments: {known}).") from None
+            raise ConfigError(f"{self.path}: no [deploy.{name}] table (environments: {known}).") from None
+
+    def require_platform(self, platform: str) -> None:
+        """Refuse a hub.toml that does not lock `platform`, the platform the image is built for."""
+        if platform not in self.environment.platforms:
+            raise ConfigError(
+                f"{self.path}: [environment] platforms has no {platform}, the platform of the image; "
+                "add it and run `python -m tooling lock`."
+            )
 
     @property
     def docker_cli(self) -> str:
@@ -186,7 +200,7 @@ def load_config(path: Path) -> HubConfig:
     missing = [name for name in REQUIRED_ENVIRONMENTS if name not in config.deploy]
     if missing:
         raise ConfigError(f"{path}: [deploy.{missing[0]}] is missing; hub.toml needs a table for staging and prod.")
-    return config.model_copy(update={"root": path.resolve().parent})
+    return config.model_copy(update={"path": path.resolve()})
 
 
 def _describe(path: Path, error: Any) -> str:
@@ -195,7 +209,7 @@ def _describe(path: Path, error: Any) -> str:
     fields, field = _fields_at(loc)
     kind = error["type"]
     if kind == "extra_forbidden":
-        known = ", ".join(name for name in fields if name != "root")
+        known = ", ".join(name for name, info in fields.items() if not info.exclude)
         return f"{path}: unknown key '{key}'; expected one of: {known}."
     expected = f" ({field.description})" if field is not None and field.description else ""
     if kind == "missing":

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tooling.config import HubConfig
 from tooling.errors import CommandFailed, ToolingError
 from tooling.proc import Completed, run, stream
 
@@ -164,10 +163,6 @@ class Docker:
     program: str
     config_dir: Path | None = None
 
-    @classmethod
-    def from_config(cls, config: HubConfig) -> Docker:
-        return cls(config.docker_cli)
-
     def with_config_dir(self, config_dir: Path) -> Docker:
         """The same CLI, reading and writing login state in `config_dir` instead of the user's ~/.docker."""
         return dataclasses.replace(self, config_dir=config_dir)
@@ -214,9 +209,8 @@ class Docker:
         try:
             completed = self.run("version", "--format", "{{.Server.Version}}", timeout=ENGINE_ANSWER_TIMEOUT)
         except CommandFailed as exc:
-            said = exc.output_tail[-1].strip() if exc.output_tail else f"exit code {exc.returncode}"
             raise ToolingError(
-                f"No Docker engine answers at {self.engine} (`{self.program} version` said: {said}).\n"
+                f"No Docker engine answers at {self.engine} (`{self.program} version` said: {exc.last_line}).\n"
                 f"{START_ENGINE_HINT}"
             ) from None
         except ToolingError:

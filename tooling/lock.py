@@ -48,7 +48,16 @@ from conda_lock.virtual_package import FakeRepoData, virtual_package_repo_from_s
 from tooling.config import HubConfig
 from tooling.errors import ConfigError, ToolingError
 from tooling.files import write_atomic
-from tooling.lockdiff import SPECS_KEY, LockFileError, LockReport, diff_locks, encode_specs, parse_lock, read_lock
+from tooling.lockdiff import (
+    SPECS_KEY,
+    LockFileError,
+    LockReport,
+    diff_locks,
+    encode_specs,
+    parse_lock,
+    read_lock,
+    read_lock_text,
+)
 from tooling.log import logger, step
 from tooling.solve import (
     Engine,
@@ -102,7 +111,7 @@ class LockRequest:
         missing = [p for p in environment.platforms if p not in environment.virtual_packages]
         if missing:
             raise ConfigError(
-                f"{config.root / 'hub.toml'}: [environment.virtual_packages.{missing[0]}] is missing; "
+                f"{config.path}: [environment.virtual_packages.{missing[0]}] is missing; "
                 "each locked platform needs its virtual packages (__glibc, __linux, ...)."
             )
         return cls(
@@ -333,17 +342,25 @@ def lock_environment(request: LockRequest) -> LockResult:
             updated=request.update,
         )
         written = write_lock_files(rendered)
-    counts = {p: sum(1 for d in lock.package if d.platform == p) for p in request.platforms}
     return LockResult(
         lock_file=request.lock_file,
         explicit_files=tuple(request.explicit_file(p) for p in request.platforms),
         report=report,
         engine=request.engine,
-        package_counts=counts,
+        package_counts=package_counts(lock, request.platforms),
         solver_seconds=solution.solver_seconds,
         total_seconds=time.monotonic() - started,
         written=written,
     )
+
+
+def package_counts(lock: Lockfile, platforms: Sequence[str]) -> dict[str, int]:
+    return {platform: sum(1 for p in lock.package if p.platform == platform) for platform in platforms}
+
+
+def describe_counts(counts: Mapping[str, int]) -> str:
+    """'120 packages for linux-64, 118 packages for osx-arm64'."""
+    return ", ".join(f"{n} packages for {platform}" for platform, n in counts.items())
 
 
 def shown(path: Path) -> str:
@@ -446,11 +463,19 @@ def render_explicit(lock: Lockfile, platform: str) -> str:
 
 def write_lock_files(files: Mapping[Path, str]) -> bool:
     """Replace the files whose content changed; False when all were already current."""
-    changed = {path: text for path, text in files.items() if not path.exists() or path.read_text("utf-8") != text}
+    changed = {path: text for path, text in files.items() if not _holds_text(path, text)}
     with _interrupts_held():
         for path, text in changed.items():
             write_atomic(path, text)
     return bool(changed)
+
+
+def _holds_text(path: Path, text: str) -> bool:
+    """Whether the file holds `text` (read as text: line endings aside); a missing or non-UTF-8 file does not."""
+    try:
+        return path.read_text(encoding="utf-8") == text
+    except (FileNotFoundError, UnicodeDecodeError):
+        return False
 
 
 @contextmanager
@@ -484,7 +509,7 @@ def _check(request: LockRequest) -> LockCheck:
     path = request.lock_file
     if not path.exists():
         return LockCheck(False, f"{path} does not exist; {RELOCK}")
-    text = path.read_text(encoding="utf-8")
+    text = read_lock_text(path)
     lock = parse_lock(text, path)
     problem = (
         _edited_by_hand(path, text, lock)
@@ -496,10 +521,7 @@ def _check(request: LockRequest) -> LockCheck:
     )
     if problem:
         return LockCheck(False, problem)
-    counts = ", ".join(
-        f"{sum(1 for p in lock.package if p.platform == pl)} packages for {pl}" for pl in request.platforms
-    )
-    return LockCheck(True, f"{path} is current ({counts}).")
+    return LockCheck(True, f"{path} is current ({describe_counts(package_counts(lock, request.platforms))}).")
 
 
 def _edited_by_hand(path: Path, text: str, lock: Lockfile) -> str:
@@ -561,7 +583,7 @@ def _explicit_mismatch(request: LockRequest, lock: Lockfile) -> str:
         path = request.explicit_file(platform)
         if not path.exists():
             return f"{path} does not exist; {RELOCK}"
-        if path.read_text(encoding="utf-8") != render_explicit(lock, platform):
+        if not _holds_text(path, render_explicit(lock, platform)):
             return f"{path} does not match {request.lock_file} (edited, or left from another lock); {RELOCK}"
     return ""
 

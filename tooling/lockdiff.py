@@ -47,13 +47,17 @@ class LockFileError(ToolingError):
 
 def read_lock(path: Path) -> Lockfile:
     """A conda-lock.yml (v1 or v2) or an explicit lock, as conda-lock's v2 model, toposorted as conda-lock reads it."""
+    return parse_lock(read_lock_text(path), path)
+
+
+def read_lock_text(path: Path) -> str:
+    """The text of a lock file; LockFileError when it is missing or not UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise LockFileError(f"{path}: no such file.") from None
     except UnicodeDecodeError as exc:
         raise LockFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
-    return parse_lock(text, path)
 
 
 def parse_lock(text: str, path: Path) -> Lockfile:
@@ -225,7 +229,7 @@ class PackageChange:
 
     @property
     def label(self) -> str:
-        return f"{self.name} (pip)" if self.manager == "pip" else self.name
+        return _label(self.manager, self.name)
 
 
 @dataclass(frozen=True)
@@ -415,8 +419,7 @@ def _resolved_specs(
     rows = []
     for (manager, name), spec in sorted(specs.items()):
         package = packages.get((manager, name))
-        label = f"{name} (pip)" if manager == "pip" else name
-        rows.append((label, spec, package.version if package is not None else "not in the lock"))
+        rows.append((_label(manager, name), spec, package.version if package is not None else "not in the lock"))
     return tuple(rows)
 
 
@@ -544,6 +547,11 @@ def _describe(package: LockedDependency | None, kind: ChangeKind) -> str:
     if kind == "rebuilt":
         return f"{package.version} {package_build(package)}".strip()
     return str(package.version)
+
+
+def _label(manager: str, name: str) -> str:
+    """A package's name as the report shows it: pip packages marked, conda ones bare."""
+    return f"{name} (pip)" if manager == "pip" else name
 
 
 def _spec_text(key: PackageKey, spec: str) -> str:

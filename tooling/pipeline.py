@@ -162,13 +162,6 @@ STAGES: tuple[Stage, ...] = (
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 
 
-def stage_named(name: str) -> Stage:
-    for stage in STAGES:
-        if stage.name == name:
-            return stage
-    raise KeyError(name)
-
-
 def automated_run(start: str, stop: str) -> list[Stage]:
     """The stages from `start` to `stop`, cut before the first manual stage."""
     first, last = STAGE_NAMES.index(start), STAGE_NAMES.index(stop)

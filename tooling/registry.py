@@ -609,12 +609,7 @@ def _source_reference(request: PushRequest, state: State) -> ImageReference:
         if "@" in request.image:
             raise ToolingError(f"--image {request.image}: name a local image by NAME:TAG, not by digest.")
         return ImageReference.parse(request.image, source="--image")
-    if state.built is None:
-        raise ToolingError(
-            f"No built image is recorded in {state.path}. Build one first (`python -m tooling build`), "
-            "or name a local image with `--image NAME:TAG`."
-        )
-    return ImageReference.parse(state.built.reference, source=f"{state.path} (built.reference)")
+    return ImageReference.parse(state.require_built().reference, source=f"{state.path} (built.reference)")
 
 
 def _local_image(docker: Docker, source: ImageReference, state: State, *, recorded: bool) -> LocalImage:

@@ -69,7 +69,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from tooling.config import CONFIG_NAME, HubConfig
+from tooling.config import HubConfig
 from tooling.docker import Docker
 from tooling.errors import ConfigError, ToolingError
 from tooling.files import write_atomic
@@ -136,11 +136,7 @@ class SmokeRequest:
 
     @classmethod
     def from_config(cls, config: HubConfig, *, image: str | None = None, junit: Path | None = None) -> SmokeRequest:
-        if PLATFORM not in config.environment.platforms:
-            raise ConfigError(
-                f"{config.root / CONFIG_NAME}: [environment] platforms has no {PLATFORM}, the platform of the "
-                "image; add it and run `python -m tooling lock`."
-            )
+        config.require_platform(PLATFORM)
         smoke = config.smoke
         return cls(
             root=config.root,
@@ -184,7 +180,7 @@ class SmokeResult:
 
 def required_hub(config: HubConfig) -> HubRequirement:
     """The JupyterHub major version the image must suit: hub.toml's override, else the deployed charts'."""
-    hub_toml = config.root / CONFIG_NAME
+    hub_toml = config.path
     override = config.smoke.jupyterhub_version
     if override:
         match = re.match(r"^v?(\d+)(\.\d+)*$", override)
@@ -261,12 +257,7 @@ def smoke_test(request: SmokeRequest) -> SmokeResult:
 def _image_reference(request: SmokeRequest, state: State) -> str:
     if request.image is not None:
         return request.image
-    if state.built is None:
-        raise ToolingError(
-            f"No built image is recorded in {state.path}. Build one first (`python -m tooling build`), "
-            "or name a local image with `--image NAME:TAG`."
-        )
-    return state.built.reference
+    return state.require_built().reference
 
 
 def _check_names(request: SmokeRequest) -> list[str]:
@@ -306,8 +297,8 @@ def _run_checks(request: SmokeRequest, target: ImageUnderTest, inputs: _Inputs) 
         try:
             hub = stack.enter_context(local_hub(_hub_settings(request, target)))
         except ToolingError as exc:
-            futures["server-start"] = _failed("server-start", exc)
-            futures[HUB_CHECK] = _failed(HUB_CHECK, exc)
+            submit("server-start", _failing(exc))
+            submit(HUB_CHECK, _failing(exc))
         else:
             submit("server-start", lambda: check_server_start(target, hub.api_url, request.server_timeout))
             futures[HUB_CHECK] = pool.submit(_hub_spawn, request, target, hub)
@@ -333,11 +324,13 @@ def _log_result(future: Future[CheckResult]) -> None:
         logger.info("  %s  %s (%.1f s): %s", mark, result.name, result.seconds, result.reason)
 
 
-def _failed(name: str, error: ToolingError) -> Future[CheckResult]:
-    future: Future[CheckResult] = Future()
-    first, *rest = error.message.splitlines()
-    future.set_result(CheckResult(name, False, first, 0.0, tuple(rest)))
-    return future
+def _failing(error: ToolingError) -> Callable[[], Outcome]:
+    """A check that fails with `error`, for a check that cannot run (`run_check` words it like any other)."""
+
+    def check() -> Outcome:
+        raise error
+
+    return check
 
 
 def _hub_settings(request: SmokeRequest, target: ImageUnderTest) -> LocalHubSettings:
@@ -358,7 +351,7 @@ class _SpawnedContainerWatch:
 
     def __call__(self) -> str:
         docker = self.target.docker
-        for container in docker.containers_labelled(self.target.label, f"{CHECK_LABEL}={HUB_CHECK}"):
+        for container in _spawned_containers(self.target):
             state = docker.container_state(container)
             if state is not None and state.status in ("exited", "dead"):
                 self.log = [f"container: {redact(line)}" for line in docker.container_log(container, LOG_LINES)]
@@ -383,10 +376,16 @@ def _hub_spawn(request: SmokeRequest, target: ImageUnderTest, hub: LocalHub) -> 
     return result
 
 
+def _spawned_containers(target: ImageUnderTest) -> list[str]:
+    """The containers the local hub's spawner started in this run (running or not)."""
+    return target.docker.containers_labelled(target.label, f"{CHECK_LABEL}={HUB_CHECK}")
+
+
 def _spawned_containers_left(target: ImageUnderTest) -> list[str]:
+    """The spawned containers still there after up to CONTAINER_GONE_TIMEOUT seconds of waiting for them to go."""
     deadline = time.monotonic() + CONTAINER_GONE_TIMEOUT
     while True:
-        left = target.docker.containers_labelled(target.label, f"{CHECK_LABEL}={HUB_CHECK}")
+        left = _spawned_containers(target)
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.25)

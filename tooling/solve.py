@@ -18,6 +18,7 @@ a lock made behind a mirror is the same lock as one made online.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import rattler
 import yaml
@@ -49,13 +51,15 @@ from rattler.exceptions import GatewayError, SolverError
 from tooling import proc
 from tooling.errors import CommandFailed, ToolingError
 from tooling.lockdiff import read_lock
-from tooling.log import Step, logger, step
+from tooling.log import Step, logger, register_secret, step
 
 CANONICAL_CHANNEL_HOST = "https://conda.anaconda.org"
 Engine = Literal["rattler", "conda-lock"]
 ENGINES: tuple[Engine, ...] = ("rattler", "conda-lock")
 SOLVER_EXECUTABLES = ("micromamba", "mamba", "conda")
 PROBE_TIMEOUT_SECONDS = 20
+# conda's channel token: https://HOST/t/TOKEN/CHANNEL
+_CHANNEL_TOKEN = re.compile(r"/t/([^/]+)")
 
 
 # --- channels and mirrors -----------------------------------------------------
@@ -80,7 +84,8 @@ class ChannelSource:
 
 def channel_sources(channels: Sequence[Channel], mirrors: Mapping[str, str]) -> tuple[ChannelSource, ...]:
     """Each channel with its canonical URL and the URL to read it from; mirrors are keyed by channel name."""
-    sources = []
+    sources: list[ChannelSource] = []
+    mirror_keys: set[str] = set()  # the names `mirrors` can key a channel by
     for channel in channels:
         if channel.url == "defaults":
             raise ToolingError(
@@ -98,16 +103,23 @@ def channel_sources(channels: Sequence[Channel], mirrors: Mapping[str, str]) -> 
             default_read = canonical
         mirror = mirrors.get(name)
         read_from = mirror.rstrip("/") if mirror else default_read
+        hide_credentials(read_from)
         sources.append(ChannelSource(channel=channel, canonical=canonical, read_from=read_from, mirrored=bool(mirror)))
-    unused = sorted(set(mirrors) - {_mirror_key(source) for source in sources})
+        mirror_keys.add(name)
+    unused = sorted(set(mirrors) - mirror_keys)
     if unused:
         names = ", ".join(source.name for source in sources)
         logger.warning("Mirror(s) for %s match no channel of the spec (channels: %s).", ", ".join(unused), names)
     return tuple(sources)
 
 
-def _mirror_key(source: ChannelSource) -> str:
-    return source.canonical.removeprefix(CANONICAL_CHANNEL_HOST + "/")
+def hide_credentials(url: str) -> None:
+    """Keep a channel URL's password and token (from hub.toml, --mirror or the environment) out of every message."""
+    parts = urlsplit(url)
+    tokens = _CHANNEL_TOKEN.findall(parts.path) if parts.scheme in ("http", "https") else []
+    for secret in (parts.password, unquote(parts.password or ""), *tokens):
+        if secret:
+            register_secret(secret)
 
 
 def check_channels(sources: Sequence[ChannelSource], platforms: Sequence[str]) -> None:
@@ -123,9 +135,8 @@ def _probe_subdir(source: ChannelSource, subdir: str) -> None:
         if not Path(urllib.request.url2pathname(url.removeprefix("file://"))).is_file():
             raise _no_subdir(source, subdir, url, "no such file")
         return
-    request = urllib.request.Request(url, method="HEAD")  # noqa: S310 (http(s) only: file:// is handled above)
     try:
-        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_SECONDS):  # noqa: S310
+        with urllib.request.urlopen(_head_request(url), timeout=PROBE_TIMEOUT_SECONDS):  # noqa: S310 (http(s) only)
             return
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
@@ -140,6 +151,17 @@ def _probe_subdir(source: ChannelSource, subdir: str) -> None:
             "Check the URL and the network, or read the channel from a mirror: "
             "--mirror NAME=URL or [mirrors] in hub.toml."
         ) from None
+
+
+def _head_request(url: str) -> urllib.request.Request:
+    """HEAD of `url`; USER:PASSWORD@ in it goes in a Basic Authorization header, as the solver sends it."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return urllib.request.Request(url, method="HEAD")  # noqa: S310 (http(s) only: file:// is handled above)
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    authorization = "Basic " + base64.b64encode(pair.encode()).decode()
+    return urllib.request.Request(bare, method="HEAD", headers={"Authorization": authorization})  # noqa: S310
 
 
 def _no_subdir(source: ChannelSource, subdir: str, url: str, why: str) -> ToolingError:
@@ -422,12 +444,12 @@ def solve_with_conda_lock(job: SolveJob) -> Solution:
     with tempfile.TemporaryDirectory(prefix="hubship-conda-lock-") as tmp:
         workdir = Path(tmp)
         lock_path = workdir / "conda-lock.yml"
-        (workdir / "virtual-packages.yml").write_text(job.virtual_spec_yaml, encoding="utf-8")
+        virtual_spec = workdir / "virtual-packages.yml"
+        virtual_spec.write_text(job.virtual_spec_yaml, encoding="utf-8")
         if job.update and job.previous is not None:
             write_conda_lock_file(_as_read_from(job.previous, job.sources), lock_path, metadata_choices=None)
-        output: list[str] = []
         with step(f"Locking with conda-lock (solver: {executable})") as progress:
-            _run_conda_lock(_conda_lock_argv(job, executable, workdir), workdir, output, progress)
+            _run_conda_lock(_conda_lock_argv(job, executable, lock_path, virtual_spec), workdir, progress)
             solver_seconds = progress.elapsed
         result = read_lock(lock_path)
     packages = [_canonicalized(package, job.sources) for package in result.package]
@@ -460,10 +482,10 @@ def _refuse_transitive_updates(job: SolveJob) -> None:
         )
 
 
-def _conda_lock_argv(job: SolveJob, executable: str, workdir: Path) -> list[str]:
+def _conda_lock_argv(job: SolveJob, executable: str, lock_path: Path, virtual_spec: Path) -> list[str]:
     argv = [sys.executable, "-m", "conda_lock", "lock", "--conda", executable]
-    argv += ["--lockfile", str(workdir / "conda-lock.yml"), "--kind", "lock"]
-    argv += ["--virtual-package-spec", str(workdir / "virtual-packages.yml")]
+    argv += ["--lockfile", str(lock_path), "--kind", "lock"]
+    argv += ["--virtual-package-spec", str(virtual_spec)]
     argv += ["--pypi_to_conda_lookup_file", job.mapping_url]
     for spec_file in job.spec_files:
         argv += ["--file", str(spec_file.resolve())]  # conda-lock runs in a scratch folder
@@ -476,7 +498,10 @@ def _conda_lock_argv(job: SolveJob, executable: str, workdir: Path) -> list[str]
     return argv
 
 
-def _run_conda_lock(argv: list[str], workdir: Path, output: list[str], progress: Step) -> None:
+def _run_conda_lock(argv: list[str], workdir: Path, progress: Step) -> None:
+    # All of the output, not only the tail a failure carries: the solver's explanation can be long.
+    output: list[str] = []
+
     def on_line(line: str) -> None:
         output.append(line)
         progress.update(line)

@@ -20,6 +20,12 @@ from tooling.files import write_atomic
 
 STATE_DIR = ".hubship"
 STATE_FILE = "state.json"
+REPORTS_DIR = "reports"
+
+
+def reports_dir(root: Path) -> Path:
+    """Where the stages write their Markdown reports, in the hub repository at `root`."""
+    return root / STATE_DIR / REPORTS_DIR
 
 
 def now() -> str:
@@ -89,6 +95,15 @@ class State:
         }
         write_atomic(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
+    def require_built(self) -> BuiltImage:
+        """The image the build stage recorded; a stage that needs one says how to get one."""
+        if self.built is None:
+            raise ToolingError(
+                f"No built image is recorded in {self.path}. Build one first (`python -m tooling build`), "
+                "or name a local image with `--image NAME:TAG`."
+            )
+        return self.built
+
     def record_build(self, image: BuiltImage) -> None:
         self.built = image
         self.save()
@@ -106,4 +121,4 @@ class State:
         return result is not None and result.passed
 
     def reports_dir(self) -> Path:
-        return self.path.parent / "reports"
+        return self.path.parent / REPORTS_DIR

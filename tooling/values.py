@@ -34,7 +34,7 @@ from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.tokens import ScalarToken
 
-from tooling.config import HubConfig
+from tooling.config import IMAGE_NAME_PART, HubConfig
 from tooling.errors import ConfigError, ToolingError
 from tooling.files import write_atomic
 from tooling.state import State
@@ -47,7 +47,7 @@ MERGE_TAG = "tag:yaml.org,2002:merge"
 # first if it has a dot or a port or is localhost, then lowercase path parts.
 _DOMAIN_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
 _DOMAIN = re.compile(rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?")
-_NAME_PART = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_NAME_PART = re.compile(IMAGE_NAME_PART)
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 MAX_NAME_LENGTH = 255
 
@@ -370,13 +370,13 @@ def _edit_file(
     original = _read(file, label)
     requests = [_Request(path, parse_path(path), image, create) for path in paths]
     # Plan every path against the file as it is first, so that any refusal
-    # names the lines a person sees in their editor.
-    for request in requests:
-        _plan(original, request)
+    # names the lines a person sees in their editor; a path after an edit is
+    # planned again against the edited text.
+    first_plans = [_plan(original, request) for request in requests]
     doc = original
     changes, intents = [], []
-    for request in requests:
-        plan = _plan(doc, request)
+    for request, first_plan in zip(requests, first_plans, strict=True):
+        plan = first_plan if doc is original else _plan(doc, request)
         changes.append(plan.change)
         intents.append(plan.intent)
         if plan.edits:
@@ -863,19 +863,11 @@ def _insert_lines(
     text = doc.text
     step = _indent_step(doc)
     if isinstance(parent, MappingNode):
-        if parent.flow_style:
-            raise ToolingError(
-                f"{_at(doc, parent)}: {path}: --create adds keys to block mappings only, and this one is "
-                "written in flow style ({...}); add the keys by hand."
-            )
+        _refuse_flow_mapping(doc, parent, parent, path)
         indent = parent.value[0][0].start_mark.column
         at = _after_line(text, _content_end(doc, parent))
     elif parent_key is not None:
-        if holder is not None and holder.flow_style:
-            raise ToolingError(
-                f"{_at(doc, parent_key)}: {path}: --create adds keys to block mappings only, and this one is "
-                "written in flow style ({...}); add the keys by hand."
-            )
+        _refuse_flow_mapping(doc, holder, parent_key, path)
         indent = parent_key.start_mark.column + step
         at = _after_line(text, parent_key.end_mark.index)
     elif parent is None or parent is doc.root:
@@ -889,6 +881,15 @@ def _insert_lines(
     if at == len(text) and text and not text.endswith("\n"):
         return _Edit(at, at, eol + eol.join(block))
     return _Edit(at, at, "".join(line + eol for line in block))
+
+
+def _refuse_flow_mapping(doc: _Document, mapping: MappingNode | None, at: Node, path: str) -> None:
+    """--create writes block lines, which cannot go inside a {...} mapping."""
+    if mapping is not None and mapping.flow_style:
+        raise ToolingError(
+            f"{_at(doc, at)}: {path}: --create adds keys to block mappings only, and this one is "
+            "written in flow style ({...}); add the keys by hand."
+        )
 
 
 def _after_line(text: str, end: int) -> int:

@@ -313,6 +313,6 @@ def import_rootfs_tarball(docker: Docker, tarball: Path, recipe: BaseImageRecipe
     with step(f"base image: docker import {recipe.reference}"):
         docker.run("import", *changes, str(tarball), temporary)
         try:
-            docker.run("tag", temporary, recipe.reference)
+            docker.tag(temporary, recipe.reference)
         finally:
             docker.run("rmi", temporary)

@@ -24,6 +24,7 @@ message.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,14 +39,16 @@ from tests.rig.channel_fixtures import RigChannel
 from tests.rig.registry import free_port
 from tooling.build import BuildRequest, BuildResult, build_image
 from tooling.config import load_config
-from tooling.docker import Docker
-from tooling.errors import ToolingError
+from tooling.docker import ContainerSpec, Docker
+from tooling.errors import CommandFailed, ToolingError
 from tooling.lock import LockRequest, lock_environment
 from tooling.proc import run
 
 RIG_HUB_NAME = "rig-hub/user-image"
 HUB_PARTS = ("hub.toml", "environments", "image", "deploy")
 GIT_IDENTITY = ("-c", "user.name=hubship rig", "-c", "user.email=rig@hubship.invalid")
+# Seconds a command run by `in_image` may take (they are quick: ids, versions, imports, listings).
+IN_IMAGE_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,16 @@ class RigHub(Hub):
 
 
 def in_image(docker: Docker, reference: str, *command: str, entrypoint: str | None = None) -> str:
-    """Run `command` in the image as its user, with no network and no pull; its standard output."""
-    options = ["--entrypoint", entrypoint] if entrypoint else []
-    return docker.run("run", "--rm", "--network", "none", "--pull", "never", *options, reference, *command).stdout
+    """Run `command` in the image as its user, with no network and no pull; its standard output.
+
+    A container still running after IN_IMAGE_TIMEOUT seconds is removed (by its name) and the call fails.
+    """
+    spec = ContainerSpec(reference, command, name=f"hubship-rig-{secrets.token_hex(4)}", entrypoint=entrypoint)
+    try:
+        return docker.run("run", "--rm", *spec.arguments(), timeout=IN_IMAGE_TIMEOUT).stdout
+    except CommandFailed:
+        docker.remove_containers(spec.name)
+        raise
 
 
 def make_rig_hub(root: Path, *, base_image: str, channel_url: str, registry: str) -> RigHub:

@@ -6,7 +6,7 @@ import argparse
 
 from tooling.cli.common import add_command, load
 from tooling.cli.set_image_cmd import add_write_options, report
-from tooling.state import State
+from tooling.state import reports_dir
 from tooling.values import bump_image_tag
 
 
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         source=bump.source,
         check=args.check,
         next_step=f"commit {changed_files}, then {_after_bump(bump.environment)}",
-        report_path=State.load(config.root).reports_dir() / f"bump-{bump.environment}.md",
+        report_path=reports_dir(config.root) / f"bump-{bump.environment}.md",
     )
 
 

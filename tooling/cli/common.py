@@ -10,10 +10,14 @@ from tooling.config import HubConfig, find_config, load_config
 from tooling.files import write_atomic
 
 
-def load(args: argparse.Namespace) -> HubConfig:
+def config_path(args: argparse.Namespace) -> Path:
     """The hub.toml that --config names, or the nearest one."""
-    path = args.config if args.config is not None else find_config()
-    return load_config(path)
+    return args.config if args.config is not None else find_config()
+
+
+def load(args: argparse.Namespace) -> HubConfig:
+    """The hub.toml that --config names, or the nearest one, read and checked."""
+    return load_config(config_path(args))
 
 
 def add_command(

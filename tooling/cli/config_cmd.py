@@ -37,6 +37,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        print(f"# Effective configuration of {config.root / 'hub.toml'}")
+        print(f"# Effective configuration of {config.path}")
         print(tomlkit.dumps(data), end="")
     return 0

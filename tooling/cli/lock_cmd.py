@@ -10,9 +10,9 @@ from pathlib import Path
 from tooling.cli.common import add_command, load, publish_markdown
 from tooling.config import HubConfig
 from tooling.errors import ConfigError
-from tooling.lock import LockRequest, LockResult, check_lock, lock_environment, shown
+from tooling.lock import LockRequest, LockResult, check_lock, describe_counts, lock_environment, shown
 from tooling.solve import ENGINES
-from tooling.state import STATE_DIR, STATE_FILE, State
+from tooling.state import reports_dir
 
 REPORT_NAME = "lock.md"
 
@@ -113,13 +113,12 @@ def run(args: argparse.Namespace) -> int:
     print(result.report.table())
     print()
     print(summary(result))
-    reports = State(config.root / STATE_DIR / STATE_FILE).reports_dir()
-    publish_markdown(markdown(result), reports / REPORT_NAME)
+    publish_markdown(markdown(result), reports_dir(config.root) / REPORT_NAME)
     return 0
 
 
 def summary(result: LockResult) -> str:
-    counts = ", ".join(f"{n} packages for {platform}" for platform, n in result.package_counts.items())
+    counts = describe_counts(result.package_counts)
     files = ", ".join(shown(path) for path in (result.lock_file, *result.explicit_files))
     done = f"Wrote {files}" if result.written else f"Unchanged: {files}"
     timing = f"{result.total_seconds:.2f} s, solver {result.solver_seconds:.2f} s, engine {result.engine}"

@@ -7,12 +7,11 @@ from pathlib import Path
 
 from conda_lock.lookup import DEFAULT_MAPPING_URL
 
-from tooling.cli.common import add_command, publish_markdown
-from tooling.config import find_config
+from tooling.cli.common import add_command, config_path, publish_markdown
 from tooling.errors import ConfigError
 from tooling.lock import parse_spec_files, top_level_specs
 from tooling.lockdiff import diff_locks, read_lock
-from tooling.state import STATE_DIR, STATE_FILE, State
+from tooling.state import reports_dir
 
 REPORT_NAME = "lock-diff.md"
 
@@ -62,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
 def _report_path(args: argparse.Namespace) -> Path | None:
     """The hub repository's report file, or None outside one (lock-diff works on any two files)."""
     try:
-        config_path = args.config if args.config is not None else find_config()
+        hub_toml = config_path(args)
     except ConfigError:
         return None
-    root = Path(config_path).resolve().parent
-    return State(root / STATE_DIR / STATE_FILE).reports_dir() / REPORT_NAME
+    return reports_dir(hub_toml.resolve().parent) / REPORT_NAME

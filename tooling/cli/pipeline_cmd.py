@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if not stages:
         print(f"Nothing to run: stage {args.start} is manual; see `python -m tooling runbook`.")
         return 0
-    shared = ["--config", str(config.root / "hub.toml"), *(["--verbose"] if args.verbose else [])]
+    shared = ["--config", str(config.path), *(["--verbose"] if args.verbose else [])]
     started = time.monotonic()
     for number, stage in enumerate(stages, start=1):
         print(f"\n== [{number}/{len(stages)}] {stage.title}: {stage.command_line()}", flush=True)

@@ -6,7 +6,7 @@ import argparse
 
 from tooling.cli.common import add_command, load, publish_markdown
 from tooling.registry import ENV_PASSWORD, ENV_USERNAME, PushRequest, PushResult, push_image
-from tooling.state import State
+from tooling.state import reports_dir
 
 REPORT_NAME = "push.md"
 NEXT_STEP = "python -m tooling bump staging"
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     result = push_image(PushRequest.from_config(config, image=args.image))
     print(result.pinned)
     print(summary(result))
-    publish_markdown(markdown(result), State.load(config.root).reports_dir() / REPORT_NAME)
+    publish_markdown(markdown(result), reports_dir(config.root) / REPORT_NAME)
     return 0
 
 

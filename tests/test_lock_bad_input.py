@@ -58,6 +58,21 @@ def test_malformed_yaml_names_file_line_and_column(locked_hub: Hub, cli: Cli) ->
     assert locked_hub.snapshot() == before
 
 
+def test_control_character_in_spec_is_located(locked_hub: Hub, cli: Cli) -> None:
+    before = locked_hub.snapshot()
+    with_spec(locked_hub, SPEC.replace("  - numpy\n", "  - num\x07py\n"))
+    line = SPEC.splitlines().index("  - numpy") + 1
+    fails_cleanly(cli(locked_hub, "lock"), f"{locked_hub.spec}:{line}:8: not valid YAML: character 0x0007")
+    assert locked_hub.snapshot() == before
+
+
+def test_spec_that_is_not_utf8_is_named(locked_hub: Hub, cli: Cli) -> None:
+    before = locked_hub.snapshot()
+    locked_hub.spec.write_bytes(SPEC.encode() + b"# caf\xe9\n")
+    fails_cleanly(cli(locked_hub, "lock"), f"{locked_hub.spec}: not UTF-8 text")
+    assert locked_hub.snapshot() == before
+
+
 def test_unknown_package_names_it_and_its_line(locked_hub: Hub, cli: Cli) -> None:
     before = locked_hub.snapshot()
     with_spec(locked_hub, SPEC.replace("  - numpy\n", "  - numpy\n  - nosuchpackage-xyz\n"))

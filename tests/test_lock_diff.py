@@ -65,6 +65,16 @@ def test_unreadable_lock_is_named(make_hub: Callable[..., Hub], cli: Cli) -> Non
     assert result.err.startswith(f"error: {broken}:3:1: not valid YAML")
 
 
+def test_lock_with_a_control_character_is_named(make_hub: Callable[..., Hub], cli: Cli) -> None:
+    hub = make_hub()
+    broken = hub.root / "broken.yml"
+    broken.write_text("version: 1\nmetadata: {}\npackage: [\x07]\n")
+    result = cli(hub, "lock-diff", str(broken), str(CURRENT))
+    assert result.code == 1
+    assert "Traceback" not in result.err
+    assert result.err.startswith(f"error: {broken}:3:11: not valid YAML: character 0x0007 is not allowed")
+
+
 def package(name: str, version: str, build: str = "0", **dependencies: str) -> LockedDependency:
     return LockedDependency(
         name=name,

@@ -122,7 +122,7 @@ def test_the_names_of_environment_yml_are_read_from_its_specs(tmp_path: Path) ->
     )
     assert spec_names(spec) == SpecNames(("numpy", "xarray"), ("requests-cache", "tool"))
     spec.write_text("dependencies: [numpy\n", encoding="utf-8")
-    with pytest.raises(ToolingError, match=r"environment\.yml: not valid YAML"):
+    with pytest.raises(ToolingError, match=r"environment\.yml:2:1: not valid YAML"):
         spec_names(spec)
 
 

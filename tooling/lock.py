@@ -31,10 +31,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pydantic
-import yaml
 from conda_lock.conda_lock import render_lockfile_for_platform
 from conda_lock.content_hash import backwards_compatible_content_hashes, compute_content_hashes
 from conda_lock.errors import ChannelAggregationError
@@ -69,6 +67,7 @@ from tooling.solve import (
     spec_line,
     virtual_spec_yaml,
 )
+from tooling.yamlfiles import read_environment_dependencies
 
 LOCK_NAME = "conda-lock.yml"
 RELOCK = "run `python -m tooling lock`."
@@ -195,35 +194,18 @@ def parse_spec_files(
 
 
 def _check_spec_file(path: Path) -> None:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ToolingError(f"{path}: no such file (the spec hub.toml's environment.spec or --file names).") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        raise ToolingError(f"{path}{where}: not valid YAML: {exc.problem}.") from None
-    if not isinstance(data, dict) or not isinstance(data.get("dependencies"), list):
-        raise ToolingError(f"{path}: an environment file needs a 'dependencies:' list.")
-    if not isinstance(data.get("channels", []), list):
-        raise ToolingError(f"{path}: 'channels:' must be a list of channel names or URLs.")
-    for entry in data["dependencies"]:
-        _check_dependency_entry(path, entry)
+    for entry in read_environment_dependencies(path):
+        if isinstance(entry, dict):
+            for requirement in entry["pip"]:
+                _refuse_editable(path, requirement)
 
 
-def _check_dependency_entry(path: Path, entry: Any) -> None:
-    if isinstance(entry, str):
-        return
-    if not isinstance(entry, dict) or set(entry) != {"pip"} or not isinstance(entry["pip"], list):
-        raise ToolingError(f"{path}: dependency {entry!r} is neither a conda spec nor a 'pip:' list.")
-    for requirement in entry["pip"]:
-        if not isinstance(requirement, str):
-            raise ToolingError(f"{path}: pip requirement {requirement!r} is not a string.")
-        if requirement.startswith("-e ") or requirement.startswith("--editable"):
-            raise ToolingError(
-                f"{spec_line([path], requirement)}: editable pip requirement '{requirement}' cannot be locked; "
-                "install a released version, or a URL with #sha256=, or git+URL@COMMIT."
-            )
+def _refuse_editable(path: Path, requirement: str) -> None:
+    if requirement.startswith("-e ") or requirement.startswith("--editable"):
+        raise ToolingError(
+            f"{spec_line([path], requirement)}: editable pip requirement '{requirement}' cannot be locked; "
+            "install a released version, or a URL with #sha256=, or git+URL@COMMIT."
+        )
 
 
 def _spec_parse_error(spec_files: Sequence[Path], exc: RuntimeError) -> ToolingError:

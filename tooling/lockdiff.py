@@ -16,7 +16,6 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pydantic
-import yaml
 from conda_lock.lockfile.v1.models import Lockfile as LockfileV1
 from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta, lockfile_v1_to_v2
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -27,6 +26,7 @@ from rattler import VersionSpec
 from rattler.exceptions import InvalidVersionError, InvalidVersionSpecError
 
 from tooling.errors import ToolingError
+from tooling.yamlfiles import load_yaml, read_text
 
 ChangeKind = Literal["added", "removed", "upgraded", "downgraded", "rebuilt"]
 KIND_ORDER: tuple[ChangeKind, ...] = ("upgraded", "downgraded", "added", "removed", "rebuilt")
@@ -53,11 +53,9 @@ def read_lock(path: Path) -> Lockfile:
 def read_lock_text(path: Path) -> str:
     """The text of a lock file; LockFileError when it is missing or not UTF-8."""
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LockFileError(f"{path}: no such file.") from None
-    except UnicodeDecodeError as exc:
-        raise LockFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+        return read_text(path)
+    except ToolingError as exc:
+        raise LockFileError(str(exc)) from None
 
 
 def parse_lock(text: str, path: Path) -> Lockfile:
@@ -75,15 +73,12 @@ def is_explicit_lock(text: str) -> bool:
 
 def _conda_lock_model(path: Path, text: str) -> Lockfile:
     # conda-lock's own reader uses PyYAML's pure-Python loader, four times slower
-    # than the C loader on a large lock; the models and their validation are conda-lock's.
+    # than the C loader load_yaml uses on a large lock; the models and their validation are conda-lock's.
     try:
-        data = yaml.load(text, Loader=yaml.CSafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        data = load_yaml(text, path)
+    except ToolingError as exc:
         raise LockFileError(
-            f"{path}{where}: not valid YAML ({exc.problem}); the file is truncated or was edited by hand. "
-            "Run `python -m tooling lock` to write it again."
+            f"{exc}; the file is truncated or was edited by hand. Run `python -m tooling lock` to write it again."
         ) from None
     if not isinstance(data, dict) or "package" not in data or "metadata" not in data:
         raise LockFileError(

@@ -60,7 +60,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import requests
-import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from rattler import MatchSpec
@@ -72,6 +71,7 @@ from tooling.log import register_secret
 from tooling.proc import Completed
 from tooling.smoke_hub import free_port
 from tooling.smoke_result import CheckFailed, Outcome
+from tooling.yamlfiles import read_environment_dependencies
 
 RUN_LABEL = "hubship.smoke.run"
 NB_UID = "1000"
@@ -365,22 +365,13 @@ class SpecNames:
 
 def spec_names(spec_file: Path) -> SpecNames:
     """The package names of environment.yml's dependencies (conda specs and the `pip:` list)."""
-    try:
-        data = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ToolingError(f"{spec_file}: no such file (hub.toml's [environment] spec names it).") from None
-    except yaml.YAMLError as exc:
-        raise ToolingError(f"{spec_file}: not valid YAML ({exc}).") from None
-    dependencies = data.get("dependencies") if isinstance(data, dict) else None
-    if not isinstance(dependencies, list):
-        raise ToolingError(f"{spec_file}: an environment file needs a 'dependencies:' list.")
     conda: list[str] = []
     pip: list[str] = []
-    for entry in dependencies:
+    for entry in read_environment_dependencies(spec_file):
         if isinstance(entry, str):
             conda.append(_conda_name(spec_file, entry))
-        elif isinstance(entry, dict) and isinstance(entry.get("pip"), list):
-            pip += [_pip_name(spec_file, str(requirement)) for requirement in entry["pip"]]
+        else:
+            pip += [_pip_name(spec_file, requirement) for requirement in entry["pip"]]
     return SpecNames(tuple(dict.fromkeys(conda)), tuple(dict.fromkeys(pip)))
 
 

@@ -51,7 +51,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -72,7 +72,7 @@ from tooling.buildpack import (
     write_build_files,
 )
 from tooling.config import HubConfig
-from tooling.docker import Docker, LocalImage
+from tooling.docker import Docker, HistoryEntry, LocalImage
 from tooling.errors import CommandFailed, ToolingError
 from tooling.files import sha256_file, write_atomic
 from tooling.lock import LockRequest, check_lock
@@ -169,12 +169,6 @@ class Timing:
 
 
 @dataclass(frozen=True)
-class Layer:
-    size: int
-    created_by: str
-
-
-@dataclass(frozen=True)
 class BuildResult:
     """What the build stage did, and what the image is."""
 
@@ -187,7 +181,7 @@ class BuildResult:
     base: str
     lock_sha256: str
     packages: int
-    largest_layers: tuple[Layer, ...]
+    largest_layers: tuple[HistoryEntry, ...]  # what made each, shortened by describe_layer
     phases: tuple[Timing, ...]
     docker_steps: tuple[Timing, ...]  # every step of the Dockerfile, in order (empty when nothing was built)
     labels: Mapping[str, str]
@@ -684,10 +678,10 @@ def _what_to_do(step_name: str) -> str:
 # --- the image ---------------------------------------------------------------------------------
 
 
-def _largest_layers(docker: Docker, reference: str) -> tuple[Layer, ...]:
+def _largest_layers(docker: Docker, reference: str) -> tuple[HistoryEntry, ...]:
     history = [entry for entry in docker.history(reference) if entry.size > 0]
     largest = sorted(history, key=lambda entry: entry.size, reverse=True)[:LARGEST_LAYERS]
-    return tuple(Layer(entry.size, describe_layer(entry.created_by)) for entry in largest)
+    return tuple(replace(entry, created_by=describe_layer(entry.created_by)) for entry in largest)
 
 
 def describe_layer(created_by: str) -> str:

@@ -27,7 +27,7 @@ from tooling.build import BuildResult
 from tooling.cli import build_cmd, main
 from tooling.docker import Docker
 from tooling.files import sha256_file
-from tooling.lockdiff import read_lock
+from tooling.lockfile import read_lock
 from tooling.state import State
 
 pytestmark = [pytest.mark.docker, pytest.mark.rig]

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.lock_fixtures import PROJECT, CliResult, Hub, hub_toml_with, loopback_server
+from tooling.channels import register_url_secrets
 from tooling.log import redact
-from tooling.solve import hide_credentials
 
 Cli = Callable[..., CliResult]
 SPEC = PROJECT.joinpath("environments", "environment.yml").read_text()
@@ -135,8 +135,8 @@ def test_unreachable_mirror_with_credentials_keeps_the_password_out(locked_hub: 
 
 
 def test_channel_passwords_and_tokens_are_hidden_but_file_paths_are_not() -> None:
-    hide_credentials("https://robot:pw-one-2@mirror.example/t/tk-9d2f-77/conda-forge")
-    hide_credentials("file:///srv/t/local-channel")
+    register_url_secrets("https://robot:pw-one-2@mirror.example/t/tk-9d2f-77/conda-forge")
+    register_url_secrets("file:///srv/t/local-channel")
     said = redact("https://robot:pw-one-2@mirror.example/t/tk-9d2f-77/conda-forge; file:///srv/t/local-channel")
     assert said == "https://robot:********@mirror.example/t/********/conda-forge; file:///srv/t/local-channel"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.lock_fixtures import PROJECT, CliResult, Hub
-from tooling.lockdiff import read_lock
+from tooling.lockfile import read_lock
 
 Cli = Callable[..., CliResult]
 SPEC = PROJECT.joinpath("environments", "environment.yml").read_text()

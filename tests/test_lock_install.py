@@ -20,7 +20,7 @@ import pytest
 
 from tests.lock_fixtures import CliResult, Hub
 from tests.rig.channel_fixtures import RigChannel
-from tooling.lockdiff import read_lock
+from tooling.lockfile import read_lock
 
 Cli = Callable[..., CliResult]
 Install = Callable[..., subprocess.CompletedProcess[str]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tests.lock_fixtures import PANGEO, PANGEO_SPECS, CliResult, Hub
-from tooling.lockdiff import read_lock
+from tooling.lockfile import read_lock
 
 Cli = Callable[..., CliResult]
 

@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from tests.lock_fixtures import PROJECT, CliResult, Hub, hub_toml_with
 from tests.rig.channel_fixtures import RigChannel
-from tooling.lockdiff import read_lock
+from tooling.lockfile import read_lock
 
 Cli = Callable[..., CliResult]
 WHEELS = ("tomli-w==1.0.0", "six==1.17.0")

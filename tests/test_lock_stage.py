@@ -21,7 +21,7 @@ from conda_lock.lockfile.v1 import models as v1_models
 
 from tests.lock_fixtures import PANGEO, PANGEO_SPECS, PROJECT, CliResult, Hub, hub_toml_with, loopback_server
 from tooling.lock import LockRequest, content_hashes, parse_spec_files, virtual_package_repo
-from tooling.lockdiff import read_lock
+from tooling.lockfile import read_lock
 
 CANONICAL = "https://conda.anaconda.org/conda-forge/"
 Cli = Callable[..., CliResult]

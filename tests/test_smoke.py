@@ -19,7 +19,7 @@ from tooling.config import load_config
 from tooling.docker import ContainerSpec, Mount
 from tooling.errors import ConfigError, ToolingError
 from tooling.hubcheck import check_hub_spawn
-from tooling.lockdiff import split_package_file_name
+from tooling.lockfile import split_package_file_name
 from tooling.smoke import SmokeResult, junit_xml, markdown, required_hub, summary_table
 from tooling.smoke_checks import (
     ImageEnvironment,

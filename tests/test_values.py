@@ -18,8 +18,9 @@ from ruamel.yaml import YAML
 from tooling import values
 from tooling.cli import main
 from tooling.errors import ToolingError
+from tooling.images import ImageReference, split_reference
 from tooling.state import PushedImage, State
-from tooling.values import ImageReference, ImageTarget, parse_path, set_image, split_reference
+from tooling.values import ImageTarget, parse_path, set_image
 
 REAL_HUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "icesat-2020" / "hub"
 PROFILE_IMAGE = "jupyterhub.singleuser.profileList[0].kubespawner_override.image"

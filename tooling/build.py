@@ -67,22 +67,21 @@ from tooling.buildpack import (
     default_cache_dir,
     ensure_bootstrap,
     installer_files_digest,
-    mirror_prefixes,
     read_install_plan,
     write_build_files,
 )
+from tooling.channels import mirror_prefixes, register_url_secrets
 from tooling.config import HubConfig
 from tooling.docker import Docker, HistoryEntry, LocalImage
 from tooling.errors import CommandFailed, ToolingError
 from tooling.files import sha256_file, write_atomic
-from tooling.lock import LockRequest, check_lock
+from tooling.images import repository, split_reference
+from tooling.lock import LockCheck, LockRequest, check_lock
 from tooling.log import Step, logger, step
 from tooling.proc import run
 from tooling.r2d_engine import EngineSettings, build_with_repo2docker
 from tooling.registry import RegistryClient, RetryPolicy, docker_logged_in, find_credentials
-from tooling.solve import hide_credentials
 from tooling.state import STATE_DIR, BuiltImage, State, now
-from tooling.values import split_reference
 
 TAG_PREFIX = "img-"
 TAG_HEX_DIGITS = 12
@@ -156,7 +155,7 @@ class BuildRequest:
 
     @property
     def repository(self) -> str:
-        return f"{self.registry}/{self.name}"
+        return repository(self.registry, self.name)
 
 
 @dataclass(frozen=True)
@@ -206,11 +205,12 @@ def build_image(request: BuildRequest) -> BuildResult:
     """Build (or find) the image of the hub's lock and image/ folder; record it for the next stages."""
     started = time.monotonic()
     for url in request.mirrors.values():
-        hide_credentials(url)
+        register_url_secrets(url)
     phases = _Phases()
     with phases("check the lock"):
-        stale = _require_current_lock(request)
-        plan = read_install_plan(request.explicit_lock, request.lock_request.lock_file)
+        verdict = _require_current_lock(request)
+        stale = "" if verdict.current else verdict.reason
+        plan = read_install_plan(request.explicit_lock, request.lock_request.lock_file, lock=verdict.lock)
         lock_sha256 = sha256_file(request.explicit_lock)
         mirrors = mirror_prefixes(request.mirrors)
     docker = Docker(request.docker_cli)
@@ -324,14 +324,14 @@ class _Phases:
 # --- the lock ----------------------------------------------------------------------------------
 
 
-def _require_current_lock(request: BuildRequest) -> str:
-    """'' when the lock is current; its problem when --allow-stale-lock lets the build go on; else an error."""
+def _require_current_lock(request: BuildRequest) -> LockCheck:
+    """The lock's verdict when it is current, or stale and --allow-stale-lock lets the build go on; else an error."""
     verdict = check_lock(request.lock_request)
     if verdict.current:
-        return ""
+        return verdict
     if request.allow_stale_lock:
         logger.warning("building from a stale lock (--allow-stale-lock): %s", verdict.reason)
-        return verdict.reason
+        return verdict
     raise ToolingError(
         f"The lock is not current: {verdict.reason}\nThe image installs the lock, so it would not be what "
         "environment.yml says. Relock first, or pass --allow-stale-lock to build from the lock as it is."

@@ -79,10 +79,9 @@ from repo2docker.buildpacks.base import BaseImage
 
 from tooling.errors import ToolingError
 from tooling.files import write_atomic
-from tooling.lockdiff import LockFileError, read_lock, split_package_file_name
+from tooling.lockfile import RELOCK, LockFileError, file_name, read_lock, split_package_file_name
 from tooling.log import step
 from tooling.proc import run
-from tooling.solve import CANONICAL_CHANNEL_HOST
 
 # Bump when the Dockerfile this buildpack renders, or what the installer does, changes:
 # it is one of the image tag's inputs.
@@ -110,7 +109,6 @@ PLAN = "plan.json"
 ACTIVATE_SCRIPT = "activate-env.sh"
 PROFILE_SCRIPT = "/etc/profile.d/hubship-env.sh"
 
-RELOCK = "run `python -m tooling lock`"
 NO_SPACE = "no space left on device"
 
 
@@ -129,7 +127,7 @@ class CondaPackage:
 
     @property
     def file_name(self) -> str:
-        return PurePosixPath(urlsplit(self.url).path).name
+        return file_name(self.url)
 
 
 @dataclass(frozen=True)
@@ -177,14 +175,17 @@ class InstallPlan:
         return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
-def read_install_plan(explicit_file: Path, lock_file: Path) -> InstallPlan:
-    """The explicit lock, checked entry by entry against conda-lock.yml, which adds sha256 and dependencies."""
+def read_install_plan(explicit_file: Path, lock_file: Path, *, lock: Lockfile | None = None) -> InstallPlan:
+    """The explicit lock, checked entry by entry against conda-lock.yml, which adds sha256 and dependencies.
+
+    `lock` is conda-lock.yml as the caller already read it (the lock check does), so it is not read again.
+    """
     explicit = _read(explicit_file)
     if explicit.metadata.platforms != [PLATFORM]:
-        raise ToolingError(f"{explicit_file}: a lock for {explicit.metadata.platforms}, not {PLATFORM}; {RELOCK}.")
+        raise ToolingError(f"{explicit_file}: a lock for {explicit.metadata.platforms}, not {PLATFORM}; {RELOCK}")
     full = {
         package.url: package
-        for package in _read(lock_file).package
+        for package in (lock if lock is not None else _read(lock_file)).package
         if package.platform == PLATFORM and package.manager == "conda"
     }
     conda_packages = tuple(
@@ -196,7 +197,7 @@ def read_install_plan(explicit_file: Path, lock_file: Path) -> InstallPlan:
     if extra:
         raise ToolingError(
             f"{lock_file} lists {len(extra)} package(s) that {explicit_file} lacks, e.g. {extra[0]}: "
-            f"the two lock files disagree; {RELOCK}."
+            f"the two lock files disagree; {RELOCK}"
         )
     pip = tuple(_pip_package(entry, explicit_file) for entry in explicit.package if entry.manager == "pip")
     plan = InstallPlan(explicit_file, conda_packages, pip)
@@ -208,27 +209,23 @@ def _read(path: Path) -> Lockfile:
     try:
         return read_lock(path)
     except LockFileError as exc:
-        raise ToolingError(
-            f"{exc.message} The build installs the lock files the lock stage writes; {RELOCK}."
-        ) from None
+        raise ToolingError(f"{exc.message} The build installs the lock files the lock stage writes; {RELOCK}") from None
 
 
 def _conda_package(
     entry: LockedDependency, full: LockedDependency | None, explicit_file: Path, lock_file: Path
 ) -> CondaPackage:
-    name, version, build = split_package_file_name(PurePosixPath(urlsplit(entry.url).path).name)
+    name, version, build = split_package_file_name(file_name(entry.url))
     if full is None:
-        raise ToolingError(
-            f"{explicit_file}: {entry.url} is not in {lock_file}: the two lock files disagree; {RELOCK}."
-        )
+        raise ToolingError(f"{explicit_file}: {entry.url} is not in {lock_file}: the two lock files disagree; {RELOCK}")
     if full.hash.md5 != entry.hash.md5:
         raise ToolingError(
             f"{explicit_file}: the md5 of {name} ({entry.hash.md5}) is not the one in {lock_file} "
-            f"({full.hash.md5}): the two lock files disagree; {RELOCK}."
+            f"({full.hash.md5}): the two lock files disagree; {RELOCK}"
         )
     if not full.hash.sha256:
         raise ToolingError(
-            f"{lock_file}: {name} has no sha256; the build checks both hashes of every package; {RELOCK}."
+            f"{lock_file}: {name} has no sha256; the build checks both hashes of every package; {RELOCK}"
         )
     depends = tuple(f"{dep} {spec}".strip() for dep, spec in sorted(full.dependencies.items()))
     return CondaPackage(entry.url, str(entry.hash.md5), full.hash.sha256, name, version, build, depends)
@@ -237,7 +234,7 @@ def _conda_package(
 def _pip_package(entry: LockedDependency, explicit_file: Path) -> PipPackage:
     if not entry.hash.sha256:
         raise ToolingError(
-            f"{explicit_file}: the pip line of {entry.name} has no #sha256=; pip installs only with hashes; {RELOCK}."
+            f"{explicit_file}: the pip line of {entry.name} has no #sha256=; pip installs only with hashes; {RELOCK}"
         )
     return PipPackage(entry.name, entry.url, entry.hash.sha256)
 
@@ -259,24 +256,6 @@ def _require_python(plan: InstallPlan) -> None:
             f"{plan.explicit_file}: the lock has `# pip` lines but no conda `pip` package to install them with: "
             "add pip to environment.yml and relock."
         )
-
-
-# --- mirrors -------------------------------------------------------------------------------
-
-
-def mirror_prefixes(mirrors: Mapping[str, str]) -> dict[str, str]:
-    """Channel name (or URL) -> mirror, as canonical URL prefix -> mirror URL; only http(s) mirrors."""
-    prefixes = {}
-    for name, url in sorted(mirrors.items()):
-        if not url.startswith(("http://", "https://")):
-            raise ToolingError(
-                f"Mirror {name} = {url}: the build reads packages from inside the build container, which cannot "
-                "see the host's files. Serve that folder over http (e.g. `python -m http.server --bind "
-                "127.0.0.1`) and give its URL as the mirror."
-            )
-        canonical = name if "://" in name else f"{CANONICAL_CHANNEL_HOST}/{name}"
-        prefixes[canonical.rstrip("/")] = url.rstrip("/")
-    return prefixes
 
 
 # --- the buildpack ---------------------------------------------------------------------------
@@ -347,7 +326,7 @@ def bootstrap_key(plan: InstallPlan) -> str:
 def ensure_bootstrap(plan: InstallPlan, mirrors: Mapping[str, str], cache_dir: Path) -> Path:
     """The build environment for the plan's python (env/ and site/), made once and kept in `cache_dir`.
 
-    `mirrors` are `mirror_prefixes`: canonical channel URL prefix -> mirror URL.
+    `mirrors` are `channels.mirror_prefixes`: canonical channel URL prefix -> mirror URL.
     """
     folder = cache_dir / "bootstrap" / bootstrap_key(plan)[:16]
     if folder.is_dir():

@@ -17,7 +17,9 @@ from typing import Annotated, Any
 import pydantic
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from tooling.channels import MIRROR_URL_PATTERN
 from tooling.errors import ConfigError
+from tooling.images import IMAGE_NAME, repository
 
 CONFIG_NAME = "hub.toml"
 CONFIG_ENV = "HUBSHIP_CONFIG"
@@ -29,9 +31,6 @@ DEFAULT_VIRTUAL_PACKAGES = {
     "linux-64": {"__unix": "0", "__linux": "5.10", "__glibc": "2.28", "__archspec": "1 x86_64"},
 }
 
-# One part of an image name between slashes, as Docker's reference grammar has it.
-IMAGE_NAME_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_IMAGE_NAME = rf"^{IMAGE_NAME_PART}(?:/{IMAGE_NAME_PART})*$"
 _REGISTRY = r"^[A-Za-z0-9.-]+(?::[0-9]+)?$"
 _CHANNEL_NAME = r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$"
 
@@ -52,7 +51,7 @@ class ImageSettings(_Section):
     name: Name = Field(
         "example-hub/user-image",
         description="repository of the image in the registry, lowercase, e.g. 'my-org/hub-image'",
-        pattern=_IMAGE_NAME,
+        pattern=IMAGE_NAME,
     )
     context: Path = Field(Path("image"), description="folder of repo2docker inputs (apt.txt, postBuild, start, ...)")
     base: Name = Field(
@@ -63,7 +62,7 @@ class ImageSettings(_Section):
     @property
     def repository(self) -> str:
         """REGISTRY/NAME, the image reference without a tag."""
-        return f"{self.registry}/{self.name}"
+        return repository(self.registry, self.name)
 
 
 class EnvironmentSettings(_Section):
@@ -130,7 +129,7 @@ class HubConfig(_Section):
     environment: EnvironmentSettings = EnvironmentSettings()
     mirrors: dict[
         Annotated[StrictStr, Field(pattern=_CHANNEL_NAME)],
-        Annotated[StrictStr, Field(pattern=r"^(https?|file)://")],
+        Annotated[StrictStr, Field(pattern=MIRROR_URL_PATTERN)],
     ] = Field({}, description="channel name -> URL to read it from instead (air-gapped sites, tests)")
     docker: DockerSettings = DockerSettings()
     smoke: SmokeSettings = SmokeSettings()

@@ -19,8 +19,6 @@ or interrupted run leaves the previous lock as it was.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import signal
@@ -33,35 +31,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydantic
-from conda_lock.conda_lock import render_lockfile_for_platform
 from conda_lock.content_hash import backwards_compatible_content_hashes, compute_content_hashes
 from conda_lock.errors import ChannelAggregationError
-from conda_lock.lockfile import write_conda_lock_file
 from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile, LockMeta
 from conda_lock.lookup import DEFAULT_MAPPING_URL
 from conda_lock.models.lock_spec import Dependency, LockSpecification, PathDependency, URLDependency, VCSDependency
 from conda_lock.src_parser import make_lock_spec
 from conda_lock.virtual_package import FakeRepoData, virtual_package_repo_from_specification
 
+from tooling.channels import channel_sources, check_channels
 from tooling.config import HubConfig
 from tooling.errors import ConfigError, ToolingError
 from tooling.files import write_atomic
-from tooling.lockdiff import (
+from tooling.lockdiff import LockReport, diff_locks
+from tooling.lockfile import (
+    CHECKSUM_KEY,
+    LOCK_NAME,
+    RELOCK,
     SPECS_KEY,
     LockFileError,
-    LockReport,
-    diff_locks,
     encode_specs,
+    explicit_name,
+    packages_checksum,
     parse_lock,
     read_lock,
     read_lock_text,
+    render_conda_lock_yml,
+    render_explicit,
 )
 from tooling.log import logger, step
 from tooling.solve import (
     Engine,
     SolveJob,
-    channel_sources,
-    check_channels,
     solve_with_conda_lock,
     solve_with_rattler,
     spec_line,
@@ -69,9 +70,6 @@ from tooling.solve import (
 )
 from tooling.yamlfiles import read_environment_dependencies
 
-LOCK_NAME = "conda-lock.yml"
-RELOCK = "run `python -m tooling lock`."
-CHECKSUM_KEY = "hubship-packages-sha256"
 # A hub spawns `jupyterhub-singleuser`; conda-forge's jupyterhub and PyPI's jupyterhub also ship it.
 SINGLEUSER_PROVIDERS = frozenset({("conda", "jupyterhub-singleuser"), ("conda", "jupyterhub"), ("pip", "jupyterhub")})
 _COMMIT = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
@@ -132,7 +130,7 @@ class LockRequest:
         return self.lock_dir / LOCK_NAME
 
     def explicit_file(self, platform: str) -> Path:
-        return self.lock_dir / f"conda-{platform}.lock"
+        return self.lock_dir / explicit_name(platform)
 
 
 @dataclass(frozen=True)
@@ -151,6 +149,7 @@ class LockResult:
 class LockCheck:
     current: bool
     reason: str  # one line
+    lock: Lockfile | None = None  # the lock as read, when current: the build installs it without reading it again
 
 
 # --- reading the spec ----------------------------------------------------------------
@@ -275,17 +274,6 @@ def content_hashes(spec: LockSpecification, repo: FakeRepoData) -> dict[str, str
     return dict(compute_content_hashes(spec, repo))
 
 
-def packages_checksum(lock: Lockfile) -> str:
-    """sha256 over every package entry, independent of their order: tells a hand edit of versions, URLs or hashes."""
-    entries = sorted(
-        json.dumps(entry.model_dump(mode="json", exclude_none=True), sort_keys=True)
-        for package in lock.package
-        if not package.name.startswith("__")
-        for entry in package.to_v1()
-    )
-    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
-
-
 # --- locking ----------------------------------------------------------------------------
 
 
@@ -402,16 +390,23 @@ def build_lockfile(
 
 
 def _require_singleuser(request: LockRequest, lock: Lockfile) -> None:
+    problem = _singleuser_missing(request, lock)
+    if problem:
+        raise ToolingError(problem)
+
+
+def _singleuser_missing(request: LockRequest, lock: Lockfile) -> str:
     if not request.require_singleuser:
-        return
+        return ""
     for platform in request.platforms:
         present = {(p.manager, p.name) for p in lock.package if p.platform == platform}
         if not present & SINGLEUSER_PROVIDERS:
-            raise ToolingError(
+            return (
                 f"{request.spec_files[0]}: the environment has no jupyterhub-singleuser for {platform}, the server "
                 "a hub starts in each user's pod. Add `jupyterhub-singleuser` to its dependencies, or set "
                 "environment.require_singleuser = false in hub.toml for an image no hub will spawn."
             )
+    return ""
 
 
 def render_lock_files(request: LockRequest, lock: Lockfile) -> dict[Path, str]:
@@ -420,27 +415,6 @@ def render_lock_files(request: LockRequest, lock: Lockfile) -> dict[Path, str]:
     for platform in request.platforms:
         files[request.explicit_file(platform)] = render_explicit(lock, platform)
     return files
-
-
-def render_conda_lock_yml(lock: Lockfile) -> str:
-    # conda-lock's writer writes to a path; render into a scratch file named as the real one
-    # (its help header names the file), then hand the text to write_atomic.
-    with tempfile.TemporaryDirectory(prefix="hubship-lock-") as tmp:
-        path = Path(tmp) / LOCK_NAME
-        write_conda_lock_file(lock.model_copy(deep=True), path, metadata_choices=None)
-        return path.read_text(encoding="utf-8")
-
-
-def render_explicit(lock: Lockfile, platform: str) -> str:
-    lines = render_lockfile_for_platform(
-        lockfile=lock.model_copy(deep=True),
-        include_dev_dependencies=True,
-        extras=None,
-        kind="explicit",
-        platform=platform,
-        suppress_warning_for_pip_and_explicit=True,
-    )
-    return "\n".join(lines) + "\n"
 
 
 def write_lock_files(files: Mapping[Path, str]) -> bool:
@@ -503,7 +477,7 @@ def _check(request: LockRequest) -> LockCheck:
     )
     if problem:
         return LockCheck(False, problem)
-    return LockCheck(True, f"{path} is current ({describe_counts(package_counts(lock, request.platforms))}).")
+    return LockCheck(True, f"{path} is current ({describe_counts(package_counts(lock, request.platforms))}).", lock)
 
 
 def _edited_by_hand(path: Path, text: str, lock: Lockfile) -> str:
@@ -567,12 +541,4 @@ def _explicit_mismatch(request: LockRequest, lock: Lockfile) -> str:
             return f"{path} does not exist; {RELOCK}"
         if not _holds_text(path, render_explicit(lock, platform)):
             return f"{path} does not match {request.lock_file} (edited, or left from another lock); {RELOCK}"
-    return ""
-
-
-def _singleuser_missing(request: LockRequest, lock: Lockfile) -> str:
-    try:
-        _require_singleuser(request, lock)
-    except ToolingError as exc:
-        return exc.message
     return ""

@@ -1,23 +1,18 @@
-"""Reading lock files and telling what changed between two of them.
+"""The lock change report: what changed between two locks, and why.
 
-`read_lock` reads conda-lock.yml (v1 or v2) into conda-lock's own models, and
-also explicit `@EXPLICIT` files (conda-<platform>.lock). `diff_locks` compares
-two locks package by package and, where the locks (and the top-level specs,
-when known) tell it, says why a package changed: which package now needs
-another version, which constraint went away, which spec changed.
+`diff_locks` compares two locks (as `tooling.lockfile` reads them) package
+by package and, where the locks (and the top-level specs, when known) tell
+it, says why a package changed: which package now needs another version,
+which constraint went away, which spec changed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Literal
 
-import pydantic
-from conda_lock.lockfile.v1.models import Lockfile as LockfileV1
-from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta, lockfile_v1_to_v2
+from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion
 from packaging.version import Version as PipVersion
@@ -25,190 +20,15 @@ from rattler import Version as CondaVersion
 from rattler import VersionSpec
 from rattler.exceptions import InvalidVersionError, InvalidVersionSpecError
 
-from tooling.errors import ToolingError
-from tooling.yamlfiles import load_yaml, read_text
+from tooling.lockfile import decode_specs, package_build
 
 ChangeKind = Literal["added", "removed", "upgraded", "downgraded", "rebuilt"]
 KIND_ORDER: tuple[ChangeKind, ...] = ("upgraded", "downgraded", "added", "removed", "rebuilt")
-
-# Lock metadata keys the lock stage adds (conda-lock's `custom_metadata`).
-SPECS_KEY = "hubship-specs"
-SPEC_SEPARATOR = "; "
 
 # Reasons name at most this many packages; the rest are counted.
 MAX_NAMED = 3
 # Markdown tables longer than this fold into a <details> block.
 MARKDOWN_FOLD_ROWS = 30
-
-
-class LockFileError(ToolingError):
-    """A lock file that cannot be read: missing, truncated, edited into invalid YAML or an invalid model."""
-
-
-def read_lock(path: Path) -> Lockfile:
-    """A conda-lock.yml (v1 or v2) or an explicit lock, as conda-lock's v2 model, toposorted as conda-lock reads it."""
-    return parse_lock(read_lock_text(path), path)
-
-
-def read_lock_text(path: Path) -> str:
-    """The text of a lock file; LockFileError when it is missing or not UTF-8."""
-    try:
-        return read_text(path)
-    except ToolingError as exc:
-        raise LockFileError(str(exc)) from None
-
-
-def parse_lock(text: str, path: Path) -> Lockfile:
-    """The text of a lock file (read from `path`, named in errors) as conda-lock's v2 model."""
-    if is_explicit_lock(text):
-        return _explicit_lock_model(path, text)
-    lock = _conda_lock_model(path, text)
-    lock.toposort_inplace()
-    return lock
-
-
-def is_explicit_lock(text: str) -> bool:
-    return any(line.strip() == "@EXPLICIT" for line in text.splitlines())
-
-
-def _conda_lock_model(path: Path, text: str) -> Lockfile:
-    # conda-lock's own reader uses PyYAML's pure-Python loader, four times slower
-    # than the C loader load_yaml uses on a large lock; the models and their validation are conda-lock's.
-    try:
-        data = load_yaml(text, path)
-    except ToolingError as exc:
-        raise LockFileError(
-            f"{exc}; the file is truncated or was edited by hand. Run `python -m tooling lock` to write it again."
-        ) from None
-    if not isinstance(data, dict) or "package" not in data or "metadata" not in data:
-        raise LockFileError(
-            f"{path}: not a conda-lock file (no 'metadata' and 'package' sections); "
-            "it is truncated or not a lock. Run `python -m tooling lock` to write it again."
-        )
-    version = data.pop("version", None)
-    try:
-        if version == 1:
-            return lockfile_v1_to_v2(LockfileV1.model_validate(data))
-        if version == 2:
-            return Lockfile.model_validate(data)
-    except pydantic.ValidationError as exc:
-        raise LockFileError(f"{path}: not a valid conda-lock file: {_describe_validation(data, exc)}.") from None
-    raise LockFileError(f"{path}: unknown conda-lock file version {version!r} (1 or 2 expected).")
-
-
-def _describe_validation(data: dict[str, Any], exc: pydantic.ValidationError) -> str:
-    error = exc.errors()[0]
-    loc = list(error["loc"])
-    where = ".".join(str(part) for part in loc)
-    if len(loc) >= 2 and loc[0] == "package" and isinstance(loc[1], int):
-        entry = data["package"][loc[1]]
-        name = entry.get("name", "?") if isinstance(entry, dict) else "?"
-        where = f"package #{loc[1] + 1} ({name}), field {'.'.join(str(part) for part in loc[2:]) or 'entry'}"
-    return f"{where}: {error['msg']}"
-
-
-def _explicit_lock_model(path: Path, text: str) -> Lockfile:
-    platform = ""
-    input_hash = ""
-    packages: list[LockedDependency] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if line.startswith("# platform:"):
-            platform = line.split(":", 1)[1].strip()
-        elif line.startswith("# input_hash:"):
-            input_hash = line.split(":", 1)[1].strip()
-        elif line.startswith("# pip "):
-            packages.append(_explicit_pip_entry(path, number, line[len("# pip ") :], platform))
-        elif line and not line.startswith(("#", "@")):
-            packages.append(_explicit_conda_entry(path, number, line, platform))
-    if not platform:
-        raise LockFileError(f"{path}: explicit lock without a '# platform:' line.")
-    metadata = LockMeta(content_hash={platform: input_hash}, channels=[], platforms=[platform], sources=[path.name])
-    return Lockfile(package=packages, metadata=metadata)
-
-
-def _explicit_conda_entry(path: Path, number: int, line: str, platform: str) -> LockedDependency:
-    url, _, md5 = line.partition("#")
-    name, version, build = split_package_file_name(PurePosixPath(urlsplit(url).path).name)
-    if not name or not md5:
-        raise LockFileError(f"{path}:{number}: expected 'URL#MD5' of a conda package, got {line!r}.")
-    return LockedDependency(
-        name=name,
-        version=version,
-        build=build,
-        manager="conda",
-        platform=platform,
-        url=url,
-        hash=HashModel(md5=md5),
-        categories={"main"},
-    )
-
-
-def _explicit_pip_entry(path: Path, number: int, requirement: str, platform: str) -> LockedDependency:
-    name, _, rest = requirement.partition(" @ ")
-    url, _, fragment = rest.partition("#sha256=")
-    if not name or not url:
-        raise LockFileError(f"{path}:{number}: expected '# pip NAME @ URL#sha256=HASH', got {requirement!r}.")
-    version = _wheel_version(url)
-    return LockedDependency(
-        name=name.strip(),
-        version=version,
-        manager="pip",
-        platform=platform,
-        url=url,
-        hash=HashModel(sha256=fragment or None),
-        categories={"main"},
-    )
-
-
-def _wheel_version(url: str) -> str:
-    file_name = PurePosixPath(urlsplit(url).path).name
-    parts = file_name.split("-")
-    return parts[1] if len(parts) > 2 else ""
-
-
-def split_package_file_name(file_name: str) -> tuple[str, str, str]:
-    """NAME, VERSION, BUILD of a conda package file: names may hold '-', versions and builds may not."""
-    stem = file_name
-    for suffix in (".conda", ".tar.bz2"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    else:
-        return "", "", ""
-    name, _, rest = stem.rpartition("-")
-    name, _, version = name.rpartition("-")
-    return name, version, rest
-
-
-def package_build(package: LockedDependency) -> str:
-    if package.build:
-        return str(package.build)
-    if package.manager != "conda":
-        return ""
-    return split_package_file_name(PurePosixPath(urlsplit(package.url).path).name)[2]
-
-
-# --- specs recorded in a lock ------------------------------------------------
-
-
-def encode_specs(specs: Mapping[tuple[str, str], str]) -> str:
-    """Top-level specs as one metadata string: 'conda:numpy >=1.26; pip:requests'."""
-    return SPEC_SEPARATOR.join(f"{manager}:{name} {spec}".rstrip() for (manager, name), spec in sorted(specs.items()))
-
-
-def decode_specs(lock: Lockfile) -> dict[tuple[str, str], str]:
-    custom = lock.metadata.custom_metadata or {}
-    text = custom.get(SPECS_KEY, "")
-    specs: dict[tuple[str, str], str] = {}
-    for item in filter(None, text.split(SPEC_SEPARATOR)):
-        manager, _, rest = item.partition(":")
-        name, _, spec = rest.partition(" ")
-        specs[(manager, name)] = spec
-    return specs
-
-
-# --- comparing two locks ------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -71,10 +71,10 @@ import requests
 from tooling.config import HubConfig
 from tooling.docker import Docker, LocalImage
 from tooling.errors import CommandFailed, ToolingError
+from tooling.images import ImageReference, repository
 from tooling.log import logger, register_secret, step
 from tooling.proc import run
 from tooling.state import PushedImage, State
-from tooling.values import ImageReference
 
 ENV_USERNAME = "HUBSHIP_REGISTRY_USERNAME"
 ENV_PASSWORD = "HUBSHIP_REGISTRY_PASSWORD"  # noqa: S105 (a variable name; it holds a password or a token)
@@ -550,7 +550,7 @@ class PushRequest:
 
     @property
     def repository(self) -> str:
-        return f"{self.registry}/{self.name}"
+        return repository(self.registry, self.name)
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ from tooling.errors import ConfigError, ToolingError
 from tooling.files import write_atomic
 from tooling.hubcheck import CHECK_NAME as HUB_CHECK
 from tooling.hubcheck import HubCheckSettings, check_hub_spawn
-from tooling.lock import LOCK_NAME
+from tooling.lockfile import LOCK_NAME
 from tooling.log import logger, redact, step
 from tooling.smoke_checks import (
     RUN_LABEL,

@@ -66,7 +66,7 @@ from rattler import MatchSpec
 
 from tooling.docker import ContainerSpec, Docker, LocalImage, Mount
 from tooling.errors import CommandFailed, ToolingError
-from tooling.lockdiff import package_build, read_lock
+from tooling.lockfile import package_build, read_lock
 from tooling.log import register_secret
 from tooling.proc import Completed
 from tooling.smoke_hub import free_port

@@ -18,20 +18,16 @@ a lock made behind a mirror is the same lock as one made online.
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import re
 import shutil
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import rattler
 import yaml
@@ -41,7 +37,7 @@ from conda_lock.conda_solver import _to_match_spec
 from conda_lock.interfaces.vendored_conda import MatchSpec as CondaMatchSpec
 from conda_lock.lockfile import apply_categories, write_conda_lock_file
 from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile
-from conda_lock.models.channel import Channel, normalize_url_with_placeholders
+from conda_lock.models.channel import Channel
 from conda_lock.models.lock_spec import Dependency, LockSpecification, VersionedDependency
 from conda_lock.pypi_solver import solve_pypi
 from conda_lock.virtual_package import FakeRepoData
@@ -49,135 +45,14 @@ from rattler import BuildString, GenericVirtualPackage, PackageName, RepoDataRec
 from rattler.exceptions import GatewayError, SolverError
 
 from tooling import proc
+from tooling.channels import ChannelSource, canonical_url
 from tooling.errors import CommandFailed, ToolingError
-from tooling.lockdiff import read_lock
-from tooling.log import Step, logger, register_secret, step
+from tooling.lockfile import read_lock
+from tooling.log import Step, logger, step
 
-CANONICAL_CHANNEL_HOST = "https://conda.anaconda.org"
 Engine = Literal["rattler", "conda-lock"]
 ENGINES: tuple[Engine, ...] = ("rattler", "conda-lock")
 SOLVER_EXECUTABLES = ("micromamba", "mamba", "conda")
-PROBE_TIMEOUT_SECONDS = 20
-# conda's channel token: https://HOST/t/TOKEN/CHANNEL
-_CHANNEL_TOKEN = re.compile(r"/t/([^/]+)")
-
-
-# --- channels and mirrors -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChannelSource:
-    """A channel of the spec: where the lock says packages come from, and where they are read from."""
-
-    channel: Channel  # conda-lock's model, as the spec names it
-    canonical: str  # base URL recorded in the lock
-    read_from: str  # base URL the solver reads (a mirror, or the canonical URL)
-    mirrored: bool
-
-    @property
-    def name(self) -> str:
-        return str(self.channel.url)
-
-    def describe(self) -> str:
-        return f"{self.name} (mirror: {self.read_from})" if self.mirrored else self.name
-
-
-def channel_sources(channels: Sequence[Channel], mirrors: Mapping[str, str]) -> tuple[ChannelSource, ...]:
-    """Each channel with its canonical URL and the URL to read it from; mirrors are keyed by channel name."""
-    sources: list[ChannelSource] = []
-    mirror_keys: set[str] = set()  # the names `mirrors` can key a channel by
-    for channel in channels:
-        if channel.url == "defaults":
-            raise ToolingError(
-                "The 'defaults' channel has no single URL to lock against; list its channels explicitly "
-                "(e.g. https://repo.anaconda.com/pkgs/main) or use --engine conda-lock."
-            )
-        url = str(channel.url).rstrip("/")
-        if "://" in url:
-            canonical = url
-            name = url.removeprefix(CANONICAL_CHANNEL_HOST + "/") if url.startswith(CANONICAL_CHANNEL_HOST) else url
-            default_read = channel.env_replaced_url().rstrip("/")
-        else:
-            canonical = f"{CANONICAL_CHANNEL_HOST}/{url}"
-            name = url
-            default_read = canonical
-        mirror = mirrors.get(name)
-        read_from = mirror.rstrip("/") if mirror else default_read
-        hide_credentials(read_from)
-        sources.append(ChannelSource(channel=channel, canonical=canonical, read_from=read_from, mirrored=bool(mirror)))
-        mirror_keys.add(name)
-    unused = sorted(set(mirrors) - mirror_keys)
-    if unused:
-        names = ", ".join(source.name for source in sources)
-        logger.warning("Mirror(s) for %s match no channel of the spec (channels: %s).", ", ".join(unused), names)
-    return tuple(sources)
-
-
-def hide_credentials(url: str) -> None:
-    """Keep a channel URL's password and token (from hub.toml, --mirror or the environment) out of every message."""
-    parts = urlsplit(url)
-    tokens = _CHANNEL_TOKEN.findall(parts.path) if parts.scheme in ("http", "https") else []
-    for secret in (parts.password, unquote(parts.password or ""), *tokens):
-        if secret:
-            register_secret(secret)
-
-
-def check_channels(sources: Sequence[ChannelSource], platforms: Sequence[str]) -> None:
-    """Fail with the URL when a channel (or its mirror) cannot be reached or has no data for a platform."""
-    for source in sources:
-        for subdir in (*platforms, "noarch"):
-            _probe_subdir(source, subdir)
-
-
-def _probe_subdir(source: ChannelSource, subdir: str) -> None:
-    url = f"{source.read_from}/{subdir}/repodata.json"
-    if url.startswith("file://"):
-        if not Path(urllib.request.url2pathname(url.removeprefix("file://"))).is_file():
-            raise _no_subdir(source, subdir, url, "no such file")
-        return
-    try:
-        with urllib.request.urlopen(_head_request(url), timeout=PROBE_TIMEOUT_SECONDS):  # noqa: S310 (http(s) only)
-            return
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            raise _no_subdir(source, subdir, url, "HTTP 404") from None
-        # Some servers refuse HEAD; the solver will fetch the data itself and report a real failure.
-        logger.debug("HEAD %s answered %s; leaving the check to the solver", url, exc.code)
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        what = "mirror" if source.mirrored else "channel"
-        raise ToolingError(
-            f"Cannot reach the {what} of channel '{source.name}' at {source.read_from} ({reason}). "
-            "Check the URL and the network, or read the channel from a mirror: "
-            "--mirror NAME=URL or [mirrors] in hub.toml."
-        ) from None
-
-
-def _head_request(url: str) -> urllib.request.Request:
-    """HEAD of `url`; USER:PASSWORD@ in it goes in a Basic Authorization header, as the solver sends it."""
-    parts = urlsplit(url)
-    if parts.username is None:
-        return urllib.request.Request(url, method="HEAD")  # noqa: S310 (http(s) only: file:// is handled above)
-    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-    authorization = "Basic " + base64.b64encode(pair.encode()).decode()
-    return urllib.request.Request(bare, method="HEAD", headers={"Authorization": authorization})  # noqa: S310
-
-
-def _no_subdir(source: ChannelSource, subdir: str, url: str, why: str) -> ToolingError:
-    return ToolingError(
-        f"Channel '{source.describe()}' has no {subdir} data: {url} ({why}). "
-        f"Lock only platforms the channel serves, or point its mirror at a channel with {subdir} packages."
-    )
-
-
-def canonical_url(url: str, sources: Sequence[ChannelSource]) -> str:
-    """The lock's URL for a package the solver read from one of `sources`."""
-    for source in sorted(sources, key=lambda s: len(s.read_from), reverse=True):
-        if url.startswith(source.read_from + "/"):
-            recorded = source.canonical + url[len(source.read_from) :]
-            return str(normalize_url_with_placeholders(recorded, channels=[s.channel for s in sources]))
-    raise ToolingError(f"The solver returned {url}, which belongs to none of the channels: a solver bug.")
 
 
 # --- what both engines take ------------------------------------------------------

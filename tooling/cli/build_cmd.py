@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from tooling.build import BuildRequest, BuildResult, Timing, build_image
+from tooling.channels import parse_mirror_options
 from tooling.cli.common import add_command, load, publish_markdown
-from tooling.cli.lock_cmd import parse_mirrors
 from tooling.state import State
 
 REPORT_NAME = "build.md"
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     config = load(args)
     request = BuildRequest.from_config(
         config,
-        mirrors=parse_mirrors(args.mirror),
+        mirrors=parse_mirror_options(args.mirror),
         force=args.force,
         allow_stale_lock=args.allow_stale_lock,
         pypi_mapping=args.pypi_mapping,

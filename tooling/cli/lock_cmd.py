@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
+from tooling.channels import parse_mirror_options
 from tooling.cli.common import add_command, load, publish_markdown
 from tooling.config import HubConfig
-from tooling.errors import ConfigError
 from tooling.lock import LockRequest, LockResult, check_lock, describe_counts, lock_environment, shown
 from tooling.solve import ENGINES
 from tooling.state import reports_dir
@@ -76,21 +75,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(run=run)
 
 
-def parse_mirrors(values: Sequence[str]) -> dict[str, str]:
-    mirrors = {}
-    for value in values:
-        name, sep, url = value.partition("=")
-        if not sep or not name or not url.startswith(("http://", "https://", "file://")):
-            raise ConfigError(f"--mirror {value}: expected NAME=URL with an http(s):// or file:// URL.")
-        mirrors[name] = url
-    return mirrors
-
-
 def request_from(args: argparse.Namespace, config: HubConfig) -> LockRequest:
     return LockRequest.from_config(
         config,
         spec_files=args.file,
-        mirrors=parse_mirrors(args.mirror),
+        mirrors=parse_mirror_options(args.mirror),
         engine=args.engine,
         update=args.update or (),
         conda_exe=args.conda_exe,

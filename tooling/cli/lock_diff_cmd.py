@@ -10,7 +10,8 @@ from conda_lock.lookup import DEFAULT_MAPPING_URL
 from tooling.cli.common import add_command, config_path, publish_markdown
 from tooling.errors import ConfigError
 from tooling.lock import parse_spec_files, top_level_specs
-from tooling.lockdiff import diff_locks, read_lock
+from tooling.lockdiff import diff_locks
+from tooling.lockfile import read_lock
 from tooling.state import reports_dir
 
 REPORT_NAME = "lock-diff.md"

@@ -10,7 +10,8 @@ import argparse
 from pathlib import Path
 
 from tooling.cli.common import add_command, publish_markdown
-from tooling.values import ImageReference, ImageTarget, ImageUpdate, LocationChange, set_image
+from tooling.images import ImageReference
+from tooling.values import ImageTarget, ImageUpdate, LocationChange, set_image
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

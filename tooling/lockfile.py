@@ -1,0 +1,256 @@
+"""The lock files' format: the one reader and writer of conda-lock.yml and explicit `conda-<platform>.lock` files.
+
+1. `read_lock` / `parse_lock` read conda-lock.yml (v1 or v2) into conda-lock's
+   own v2 models, and explicit `@EXPLICIT` files into the same models.
+2. `render_conda_lock_yml` and `render_explicit` write them with conda-lock's
+   own writer and explicit renderer.
+3. `packages_checksum`, `encode_specs` and `decode_specs` are what the lock
+   stage records in conda-lock's `custom_metadata` for the next run.
+4. `LOCK_NAME`, `explicit_name` and `file_name` name the files and packages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import pydantic
+from conda_lock.lockfile.v1.models import Lockfile as LockfileV1
+from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta, lockfile_v1_to_v2
+
+from tooling.errors import ToolingError
+from tooling.yamlfiles import load_yaml, read_text
+
+LOCK_NAME = "conda-lock.yml"
+# What every lock problem tells a person to do.
+RELOCK = "run `python -m tooling lock`."
+
+# Lock metadata keys the lock stage adds (conda-lock's `custom_metadata`).
+SPECS_KEY = "hubship-specs"
+SPEC_SEPARATOR = "; "
+CHECKSUM_KEY = "hubship-packages-sha256"
+
+
+def explicit_name(platform: str) -> str:
+    """The file name of a platform's explicit lock: conda-<platform>.lock."""
+    return f"conda-{platform}.lock"
+
+
+def file_name(url: str) -> str:
+    """The last path part of a package URL: its file name."""
+    return PurePosixPath(urlsplit(url).path).name
+
+
+class LockFileError(ToolingError):
+    """A lock file that cannot be read: missing, truncated, edited into invalid YAML or an invalid model."""
+
+
+def read_lock(path: Path) -> Lockfile:
+    """A conda-lock.yml (v1 or v2) or an explicit lock, as conda-lock's v2 model, toposorted as conda-lock reads it."""
+    return parse_lock(read_lock_text(path), path)
+
+
+def read_lock_text(path: Path) -> str:
+    """The text of a lock file; LockFileError when it is missing or not UTF-8."""
+    try:
+        return read_text(path)
+    except ToolingError as exc:
+        raise LockFileError(str(exc)) from None
+
+
+def parse_lock(text: str, path: Path) -> Lockfile:
+    """The text of a lock file (read from `path`, named in errors) as conda-lock's v2 model."""
+    if is_explicit_lock(text):
+        return _explicit_lock_model(path, text)
+    lock = _conda_lock_model(path, text)
+    lock.toposort_inplace()
+    return lock
+
+
+def is_explicit_lock(text: str) -> bool:
+    """Whether the text is an explicit `@EXPLICIT` lock rather than conda-lock.yml."""
+    return any(line.strip() == "@EXPLICIT" for line in text.splitlines())
+
+
+def _conda_lock_model(path: Path, text: str) -> Lockfile:
+    # conda-lock's own reader uses PyYAML's pure-Python loader, four times slower
+    # than the C loader load_yaml uses on a large lock; the models and their validation are conda-lock's.
+    try:
+        data = load_yaml(text, path)
+    except ToolingError as exc:
+        raise LockFileError(
+            f"{exc}; the file is truncated or was edited by hand. Run `python -m tooling lock` to write it again."
+        ) from None
+    if not isinstance(data, dict) or "package" not in data or "metadata" not in data:
+        raise LockFileError(
+            f"{path}: not a conda-lock file (no 'metadata' and 'package' sections); "
+            "it is truncated or not a lock. Run `python -m tooling lock` to write it again."
+        )
+    version = data.pop("version", None)
+    try:
+        if version == 1:
+            return lockfile_v1_to_v2(LockfileV1.model_validate(data))
+        if version == 2:
+            return Lockfile.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise LockFileError(f"{path}: not a valid conda-lock file: {_describe_validation(data, exc)}.") from None
+    raise LockFileError(f"{path}: unknown conda-lock file version {version!r} (1 or 2 expected).")
+
+
+def _describe_validation(data: dict[str, Any], exc: pydantic.ValidationError) -> str:
+    error = exc.errors()[0]
+    loc = list(error["loc"])
+    where = ".".join(str(part) for part in loc)
+    if len(loc) >= 2 and loc[0] == "package" and isinstance(loc[1], int):
+        entry = data["package"][loc[1]]
+        name = entry.get("name", "?") if isinstance(entry, dict) else "?"
+        where = f"package #{loc[1] + 1} ({name}), field {'.'.join(str(part) for part in loc[2:]) or 'entry'}"
+    return f"{where}: {error['msg']}"
+
+
+def _explicit_lock_model(path: Path, text: str) -> Lockfile:
+    platform = ""
+    input_hash = ""
+    packages: list[LockedDependency] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line.startswith("# platform:"):
+            platform = line.split(":", 1)[1].strip()
+        elif line.startswith("# input_hash:"):
+            input_hash = line.split(":", 1)[1].strip()
+        elif line.startswith("# pip "):
+            packages.append(_explicit_pip_entry(path, number, line[len("# pip ") :], platform))
+        elif line and not line.startswith(("#", "@")):
+            packages.append(_explicit_conda_entry(path, number, line, platform))
+    if not platform:
+        raise LockFileError(f"{path}: explicit lock without a '# platform:' line.")
+    metadata = LockMeta(content_hash={platform: input_hash}, channels=[], platforms=[platform], sources=[path.name])
+    return Lockfile(package=packages, metadata=metadata)
+
+
+def _explicit_conda_entry(path: Path, number: int, line: str, platform: str) -> LockedDependency:
+    url, _, md5 = line.partition("#")
+    name, version, build = split_package_file_name(file_name(url))
+    if not name or not md5:
+        raise LockFileError(f"{path}:{number}: expected 'URL#MD5' of a conda package, got {line!r}.")
+    return LockedDependency(
+        name=name,
+        version=version,
+        build=build,
+        manager="conda",
+        platform=platform,
+        url=url,
+        hash=HashModel(md5=md5),
+        categories={"main"},
+    )
+
+
+def _explicit_pip_entry(path: Path, number: int, requirement: str, platform: str) -> LockedDependency:
+    name, _, rest = requirement.partition(" @ ")
+    url, _, fragment = rest.partition("#sha256=")
+    if not name or not url:
+        raise LockFileError(f"{path}:{number}: expected '# pip NAME @ URL#sha256=HASH', got {requirement!r}.")
+    version = _wheel_version(url)
+    return LockedDependency(
+        name=name.strip(),
+        version=version,
+        manager="pip",
+        platform=platform,
+        url=url,
+        hash=HashModel(sha256=fragment or None),
+        categories={"main"},
+    )
+
+
+def _wheel_version(url: str) -> str:
+    parts = file_name(url).split("-")
+    return parts[1] if len(parts) > 2 else ""
+
+
+def split_package_file_name(file_name: str) -> tuple[str, str, str]:
+    """NAME, VERSION, BUILD of a conda package file: names may hold '-', versions and builds may not."""
+    stem = file_name
+    for suffix in (".conda", ".tar.bz2"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    else:
+        return "", "", ""
+    name, _, rest = stem.rpartition("-")
+    name, _, version = name.rpartition("-")
+    return name, version, rest
+
+
+def package_build(package: LockedDependency) -> str:
+    """The build string of a locked package; a conda entry without one takes it from its file name."""
+    if package.build:
+        return str(package.build)
+    if package.manager != "conda":
+        return ""
+    return split_package_file_name(file_name(package.url))[2]
+
+
+# --- what the lock stage records in conda-lock's custom_metadata ------------------
+
+
+def encode_specs(specs: Mapping[tuple[str, str], str]) -> str:
+    """Top-level specs as one metadata string: 'conda:numpy >=1.26; pip:requests'."""
+    return SPEC_SEPARATOR.join(f"{manager}:{name} {spec}".rstrip() for (manager, name), spec in sorted(specs.items()))
+
+
+def decode_specs(lock: Lockfile) -> dict[tuple[str, str], str]:
+    """The top-level specs `encode_specs` recorded in a lock; empty when it recorded none."""
+    custom = lock.metadata.custom_metadata or {}
+    text = custom.get(SPECS_KEY, "")
+    specs: dict[tuple[str, str], str] = {}
+    for item in filter(None, text.split(SPEC_SEPARATOR)):
+        manager, _, rest = item.partition(":")
+        name, _, spec = rest.partition(" ")
+        specs[(manager, name)] = spec
+    return specs
+
+
+# --- writing -----------------------------------------------------------------------
+
+
+def packages_checksum(lock: Lockfile) -> str:
+    """sha256 over every package entry, independent of their order: tells a hand edit of versions, URLs or hashes."""
+    entries = sorted(
+        json.dumps(entry.model_dump(mode="json", exclude_none=True), sort_keys=True)
+        for package in lock.package
+        if not package.name.startswith("__")
+        for entry in package.to_v1()
+    )
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
+
+
+def render_conda_lock_yml(lock: Lockfile) -> str:
+    """conda-lock.yml's text, from conda-lock's own writer."""
+    from conda_lock.lockfile import write_conda_lock_file  # noqa: PLC0415 (costly import, only when writing)
+
+    # conda-lock's writer writes to a path; render into a scratch file named as the real one
+    # (its help header names the file), then hand the text to the caller to write atomically.
+    with tempfile.TemporaryDirectory(prefix="hubship-lock-") as tmp:
+        path = Path(tmp) / LOCK_NAME
+        write_conda_lock_file(lock.model_copy(deep=True), path, metadata_choices=None)
+        return path.read_text(encoding="utf-8")
+
+
+def render_explicit(lock: Lockfile, platform: str) -> str:
+    """A platform's explicit `@EXPLICIT url#md5` lock, from conda-lock's own renderer."""
+    from conda_lock.conda_lock import render_lockfile_for_platform  # noqa: PLC0415 (costly import)
+
+    lines = render_lockfile_for_platform(
+        lockfile=lock.model_copy(deep=True),
+        include_dev_dependencies=True,
+        extras=None,
+        kind="explicit",
+        platform=platform,
+        suppress_warning_for_pip_and_explicit=True,
+    )
+    return "\n".join(lines) + "\n"

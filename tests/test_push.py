@@ -44,16 +44,15 @@ from tests.rig.registry import RunningRegistry, free_port, serve_registry
 from tooling.docker import Docker
 from tooling.errors import ToolingError
 from tooling.log import logger
+from tooling.push import PushRequest, push_image
 from tooling.registry import (
     ENV_PASSWORD,
     ENV_USERNAME,
     MANIFEST_TYPES,
     Credentials,
-    PushRequest,
     RegistryClient,
     RetryPolicy,
     find_credentials,
-    push_image,
 )
 from tooling.state import BuiltImage, State
 from tooling.state import TestedImage as SmokeTestRecord  # a name pytest does not take for a test class

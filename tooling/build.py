@@ -80,7 +80,7 @@ from tooling.lock import LockCheck, LockRequest, check_lock
 from tooling.log import Step, logger, step
 from tooling.proc import run
 from tooling.r2d_engine import EngineSettings, build_with_repo2docker
-from tooling.registry import RegistryClient, RetryPolicy, docker_logged_in, find_credentials
+from tooling.registry import RegistryClient, RegistryError, RetryPolicy, docker_logged_in, find_credentials
 from tooling.state import STATE_DIR, BuiltImage, State, now
 
 TAG_PREFIX = "img-"
@@ -484,12 +484,14 @@ def _registry_holds(request: BuildRequest, tag: str) -> bool:
         credentials = find_credentials(request.registry)
         with RegistryClient(request.registry, credentials, REGISTRY_CHECK_RETRY) as registry:
             return registry.manifest(request.name, tag) is not None
-    except ToolingError as exc:
-        reason = exc.message.split(". ", 1)[0]
-        logger.warning(
-            "could not ask %s whether it has %s:%s, so building it (%s)", request.registry, request.name, tag, reason
-        )
-        return False
+    except RegistryError as exc:
+        why = exc.summary
+    except ToolingError as exc:  # the credentials themselves could not be read
+        why = exc.message
+    logger.warning(
+        "could not ask %s whether it has %s:%s, so building it (%s)", request.registry, request.name, tag, why
+    )
+    return False
 
 
 # --- labels ------------------------------------------------------------------------------------

@@ -1,50 +1,18 @@
-"""The push stage: a smoke-tested image goes to the registry in hub.toml under a tag that never changes.
+"""The registry client: credentials, and the Registry HTTP API v2 as far as a tag's contents go.
 
-`push_image` reads as the process it performs:
+1. `find_credentials`: HUBSHIP_REGISTRY_USERNAME and HUBSHIP_REGISTRY_PASSWORD,
+   else the user's Docker config (an `auths` entry or a credential helper),
+   else none. Every secret is registered with `tooling.log.register_secret`
+   as soon as it is read.
+2. `RegistryClient.manifest`: what a tag (or digest) holds, answering the
+   registry's auth challenge (Basic, or the Docker token flow), retrying
+   transient errors within a `RetryPolicy`.
+3. `docker_logged_in`: a docker CLI logged in to a temporary DOCKER_CONFIG
+   for environment credentials; the user's ~/.docker is never written.
 
-1. Which image: the one the build stage recorded in .hubship/state.json, or
-   `--image NAME:TAG`. It must be in the local engine; a recorded build must
-   still have the id the build recorded (not re-tagged behind our back).
-2. The gate: the smoke-test stage must have recorded a pass for that image id.
-3. Credentials: HUBSHIP_REGISTRY_USERNAME and HUBSHIP_REGISTRY_PASSWORD, else
-   the user's Docker config (an `auths` entry or a credential helper), else
-   none. A token (a GitHub token for ghcr.io, a Docker Hub access token, a
-   quay robot token) goes in HUBSHIP_REGISTRY_PASSWORD: registries take it
-   as a password, so no separate token variable exists.
-4. Tags are immutable: the registry is asked (Registry HTTP API v2) what the
-   tag holds. Nothing: push. The same image: nothing to upload, the digest is
-   recorded all the same. Another image: refused.
-5. After `docker push`, the registry is asked again; the digest it serves is
-   what is recorded and printed (NAME:TAG@DIGEST), and only after checking
-   that it really is the local image (a concurrent push would show here).
-
-Design decisions:
-
-- "The same image" means the manifest's config digest is the local image id
-  (the classic engine's image id is that digest), or the manifest digest is
-  the local id (the containerd image store) or one of its RepoDigests. For an
-  index (multi-platform), each platform's config is compared.
-- Environment credentials are used with `docker login --password-stdin` into
-  a temporary DOCKER_CONFIG, removed afterwards: the user's ~/.docker is never
-  written. Docker-config credentials are the user's own login: docker uses
-  them itself, so no login happens; the toolkit's own API calls read the same
-  `auths` entry or ask the same credential helper. An identity-token entry
-  (an OAuth refresh token) is left to docker; the API calls then go anonymous
-  and say so when refused.
-- Every secret (password, its base64 form, bearer tokens) is registered with
-  `tooling.log.register_secret` as soon as it is read, never goes on a
-  command line, and messages name where credentials came from, never them.
-- The API speaks https, except to loopback registries (127.0.0.0/8,
-  localhost), which dockerd itself treats as insecure (plain http) by
-  default. Credentials are sent to a bearer-token server only over https or
-  on loopback.
-- Transient errors of the toolkit's own API calls (connection refused or
-  reset, timeouts, 429, 5xx) are retried with exponential backoff, bounded in
-  attempts and total time, honouring Retry-After within those bounds.
-  `docker push` is not rerun: the engine already retries each layer upload.
-- Between the tag check and the push, someone else could push the same tag;
-  the check after the push notices it, but the registry itself cannot be
-  made to refuse an overwrite from here.
+Failures are `RegistryError`s (`RegistryUnreachable`, `RegistryAccessRefused`)
+that say what happened and what to check, never which command to rerun: the
+stage that asked adds that. Design notes: docs/design.md#toolingregistrypy.
 """
 
 from __future__ import annotations
@@ -68,13 +36,10 @@ from typing import Any
 
 import requests
 
-from tooling.config import HubConfig
-from tooling.docker import Docker, LocalImage
+from tooling.docker import Docker
 from tooling.errors import CommandFailed, ToolingError
-from tooling.images import ImageReference, repository
-from tooling.log import logger, register_secret, step
+from tooling.log import logger, register_secret
 from tooling.proc import run
-from tooling.state import PushedImage, State
 
 ENV_USERNAME = "HUBSHIP_REGISTRY_USERNAME"
 ENV_PASSWORD = "HUBSHIP_REGISTRY_PASSWORD"  # noqa: S105 (a variable name; it holds a password or a token)
@@ -99,6 +64,26 @@ DOCKER_HUB_LOGIN_KEY = "https://index.docker.io/v1/"
 # Seconds to connect, and to wait for an answer, on each single request.
 REQUEST_TIMEOUT = (10.0, 30.0)
 TOO_MANY_REQUESTS = 429
+
+
+# ---------------------------------------------------------------- errors
+
+
+class RegistryError(ToolingError):
+    """The registry could not answer a question: `summary` says what happened, without advice for any stage."""
+
+    def __init__(self, summary: str, advice: str = "", *, reason: str = "") -> None:
+        super().__init__(f"{summary}. {advice}".strip() if advice else f"{summary}.")
+        self.summary = summary
+        self.reason = reason or summary
+
+
+class RegistryUnreachable(RegistryError):
+    """No answer: the connection failed, timed out, or the registry kept answering with a transient error."""
+
+
+class RegistryAccessRefused(RegistryError):
+    """The registry refused the credentials (or their absence) for a repository."""
 
 
 # ---------------------------------------------------------------- credentials
@@ -383,9 +368,11 @@ class RegistryClient:
         if response.status_code == 404:
             return None
         if not response.ok:
-            raise ToolingError(
-                f"The registry {self.registry} answered {_status(response)} when asked for {name}:{reference}. "
-                "Check the [image] registry and name in hub.toml."
+            status = _status(response)
+            raise RegistryError(
+                f"The registry {self.registry} answered {status} when asked for {name}:{reference}",
+                "Check the [image] registry and name in hub.toml.",
+                reason=status,
             )
         return response
 
@@ -395,7 +382,7 @@ class RegistryClient:
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            raise ToolingError(f"The registry {self.registry} served something other than a JSON manifest for {what}.")
+            raise RegistryError(f"The registry {self.registry} served something other than a JSON manifest for {what}")
         return body
 
     def _get(self, path: str, name: str, *, accept: Sequence[str]) -> requests.Response:
@@ -430,13 +417,14 @@ class RegistryClient:
         """A token from the registry's token server for pulling NAME (the Docker token flow)."""
         realm = challenge.params.get("realm", "")
         if not realm.startswith(("https://", "http://")):
-            raise ToolingError(f"The registry {self.registry} asked for a bearer token without a usable realm URL.")
+            raise RegistryError(f"The registry {self.registry} asked for a bearer token without a usable realm URL")
         auth = None
         if self.credentials.username and self.credentials.password:
             if not realm.startswith("https://") and not is_loopback(_login_host(realm)):
-                raise ToolingError(
+                raise RegistryError(
                     f"The registry {self.registry} sends logins to its token server {realm} over plain http; "
-                    "the toolkit does not send credentials there. Use the registry's https address."
+                    "the toolkit does not send credentials there",
+                    "Use the registry's https address.",
                 )
             auth = (self.credentials.username, self.credentials.password)
         params = {"scope": challenge.params.get("scope") or f"repository:{name}:pull"}
@@ -446,11 +434,11 @@ class RegistryClient:
         if response.status_code in (401, 403):
             raise self._access_refused(response, name)
         if not response.ok:
-            raise ToolingError(f"The token server of {self.registry} ({realm}) answered {_status(response)}.")
+            raise RegistryError(f"The token server of {self.registry} ({realm}) answered {_status(response)}")
         body = self._json(response, f"a token for {name}")
         token = str(body.get("token") or body.get("access_token") or "")
         if not token:
-            raise ToolingError(f"The token server of {self.registry} ({realm}) gave no token.")
+            raise RegistryError(f"The token server of {self.registry} ({realm}) gave no token")
         register_secret(token)
         return token
 
@@ -470,9 +458,11 @@ class RegistryClient:
             try:
                 response = self._session.get(url, headers=headers, params=params, auth=auth, timeout=REQUEST_TIMEOUT)
             except requests.exceptions.SSLError as exc:
-                raise ToolingError(
-                    f"TLS with the registry {self.registry} failed: {_root_cause(exc)}. If it uses a private "
-                    "certificate authority, point REQUESTS_CA_BUNDLE at its certificate."
+                cause = _root_cause(exc)
+                raise RegistryUnreachable(
+                    f"TLS with the registry {self.registry} failed: {cause}",
+                    "If it uses a private certificate authority, point REQUESTS_CA_BUNDLE at its certificate.",
+                    reason=cause,
                 ) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 reason = _root_cause(exc)
@@ -492,21 +482,25 @@ class RegistryClient:
                 self.retry.attempts,
             )
             time.sleep(delay)
-        raise ToolingError(
+        raise RegistryUnreachable(
             f"The registry {self.registry} could not be reached: {reason} "
-            f"(gave up after {attempt} attempts in {time.monotonic() - started:.0f} s). Check that it is up and "
-            "reachable from this machine (the [image] registry in hub.toml, a proxy, a firewall), "
-            "then rerun `python -m tooling push`."
+            f"(gave up after {attempt} attempts in {time.monotonic() - started:.0f} s)",
+            "Check that it is up and reachable from this machine (the [image] registry in hub.toml, a proxy, "
+            "a firewall).",
+            reason=reason,
         )
 
-    def _access_refused(self, response: requests.Response, name: str) -> ToolingError:
+    def _access_refused(self, response: requests.Response, name: str) -> RegistryAccessRefused:
         if self.credentials.anonymous:
-            todo = f"Set {ENV_USERNAME} and {ENV_PASSWORD} (a token works as the password), or `docker login`"
+            todo = f"Set {ENV_USERNAME} and {ENV_PASSWORD} (a token works as the password), or `docker login`."
         else:
-            todo = f"Check that they are current and may pull and push {name}"
-        return ToolingError(
-            f"The registry {self.registry} refused access to {name} ({_status(response)}); "
-            f"credentials tried: {self.credentials.source}. {todo}, then rerun `python -m tooling push`."
+            todo = f"Check that they are current and may pull and push {name}."
+        status = _status(response)
+        return RegistryAccessRefused(
+            f"The registry {self.registry} refused access to {name} ({status}); "
+            f"credentials tried: {self.credentials.source}",
+            todo,
+            reason=status,
         )
 
 
@@ -530,153 +524,7 @@ def _registry_errors(response: requests.Response) -> str:
     return "; ".join(text for text in described if text)
 
 
-# ---------------------------------------------------------------- the stage
-
-
-@dataclass(frozen=True)
-class PushRequest:
-    """What the push stage reads: the hub's folder (its state), the registry and name, the CLI, which image."""
-
-    root: Path
-    registry: str
-    name: str
-    docker_cli: str
-    image: str | None = None  # a local NAME:TAG; None: the image the build stage recorded
-    retry: RetryPolicy = RetryPolicy()
-
-    @classmethod
-    def from_config(cls, config: HubConfig, *, image: str | None = None) -> PushRequest:
-        return cls(config.root, config.image.registry, config.image.name, config.docker_cli, image)
-
-    @property
-    def repository(self) -> str:
-        return repository(self.registry, self.name)
-
-
-@dataclass(frozen=True)
-class PushResult:
-    """What the push stage did: which local image went where, under which digest."""
-
-    source: str  # the local NAME:TAG pushed
-    reference: str  # REGISTRY/NAME:TAG in the registry
-    digest: str  # sha256:... of the manifest the registry serves
-    image_id: str
-    pushed: bool  # False: the registry already held this image under the tag; nothing was uploaded
-    credentials: str  # where credentials came from (never their values)
-    seconds: float
-
-    @property
-    def pinned(self) -> str:
-        """REGISTRY/NAME:TAG@DIGEST: the reference that can never mean other contents."""
-        return f"{self.reference}@{self.digest}"
-
-
-def push_image(request: PushRequest) -> PushResult:
-    """Push the smoke-tested image under its immutable tag; record and return the digest the registry serves."""
-    started = time.monotonic()
-    state = State.load(request.root)
-    source = _source_reference(request, state)
-    docker = Docker(request.docker_cli)
-    docker.require_engine()
-    image = _local_image(docker, source, state, recorded=request.image is None)
-    _require_passed_smoke_test(state, source, image)
-    target = f"{request.repository}:{source.tag}"
-    credentials = find_credentials(request.registry)
-    with RegistryClient(request.registry, credentials, request.retry) as registry:
-        with step(f"ask {request.registry} what {request.name}:{source.tag} holds"):
-            held = registry.manifest(request.name, source.tag)
-        pushed = held is None
-        if held is None:
-            _docker_push(docker, str(source), target, request.registry, credentials)
-            held = _require_pushed(registry.manifest(request.name, source.tag), image, request.repository, target)
-        else:
-            _require_same_image(held, image, request, target)
-            logger.info("%s already holds this image (%s); nothing to upload", target, held.digest)
-    state.record_push(PushedImage(target, held.digest, image.image_id))
-    return PushResult(
-        source=str(source),
-        reference=target,
-        digest=held.digest,
-        image_id=image.image_id,
-        pushed=pushed,
-        credentials=credentials.source,
-        seconds=time.monotonic() - started,
-    )
-
-
-def _source_reference(request: PushRequest, state: State) -> ImageReference:
-    if request.image is not None:
-        if "@" in request.image:
-            raise ToolingError(f"--image {request.image}: name a local image by NAME:TAG, not by digest.")
-        return ImageReference.parse(request.image, source="--image")
-    return ImageReference.parse(state.require_built().reference, source=f"{state.path} (built.reference)")
-
-
-def _local_image(docker: Docker, source: ImageReference, state: State, *, recorded: bool) -> LocalImage:
-    image = docker.inspect_image(str(source))
-    if image is None:
-        raise ToolingError(
-            f"The Docker engine at {docker.engine} has no image {source}. Build it on this machine "
-            "(`python -m tooling build`) and smoke-test it (`python -m tooling test`) before pushing."
-        )
-    if recorded and state.built is not None and image.image_id != state.built.image_id:
-        raise ToolingError(
-            f"{source} is now the image {image.image_id}, not {state.built.image_id} that the build stage "
-            f"recorded in {state.path}: it was rebuilt or re-tagged outside the toolkit. Rebuild "
-            "(`python -m tooling build`) and smoke-test it (`python -m tooling test`), then push."
-        )
-    return image
-
-
-def _require_passed_smoke_test(state: State, source: ImageReference, image: LocalImage) -> None:
-    if state.passed_smoke_test(image.image_id):
-        return
-    recorded = state.tested.get(image.image_id)
-    if recorded is None:
-        raise ToolingError(
-            f"{source} (image {image.image_id}) has not passed the smoke test: {state.path} has no test "
-            "result for it. Run `python -m tooling test`, then push."
-        )
-    raise ToolingError(
-        f"{source} (image {image.image_id}) failed its smoke test (report: {recorded.report}). Fix the "
-        "image, rebuild it, and run `python -m tooling test` until it passes, then push."
-    )
-
-
-def _holds(manifest: RemoteManifest, image: LocalImage, repository: str) -> bool:
-    return (
-        image.image_id in manifest.config_digests
-        or image.image_id == manifest.digest
-        or f"{repository}@{manifest.digest}" in image.repo_digests
-    )
-
-
-def _require_same_image(held: RemoteManifest, image: LocalImage, request: PushRequest, target: str) -> None:
-    if _holds(held, image, request.repository):
-        return
-    registry_image = ", ".join(held.config_digests) or "unknown"
-    raise ToolingError(
-        f"The registry {request.registry} already holds the tag {target} with another image: "
-        f"manifest {held.digest} (image {registry_image}); the local image is {image.image_id}. "
-        "A tag never changes contents, so nothing was pushed. If the image's inputs changed, rebuild "
-        "(`python -m tooling build`): new inputs give a new tag. If they did not, use the image already "
-        f"pushed, {request.repository}@{held.digest}."
-    )
-
-
-def _require_pushed(held: RemoteManifest | None, image: LocalImage, repository: str, target: str) -> RemoteManifest:
-    """The manifest the registry serves after the push, checked to be the local image."""
-    if held is None:
-        raise ToolingError(
-            f"`docker push {target}` succeeded, but the registry does not serve the tag afterwards. "
-            "Check the registry's storage and logs, then rerun `python -m tooling push`."
-        )
-    if not _holds(held, image, repository):
-        raise ToolingError(
-            f"After pushing, {target} holds manifest {held.digest}, not the local image {image.image_id}: "
-            "someone pushed the same tag at the same time. Find out who, then rebuild for a new tag."
-        )
-    return held
+# ---------------------------------------------------------------- docker's own login
 
 
 @contextmanager
@@ -698,17 +546,3 @@ def docker_logged_in(docker: Docker, registry: str, credentials: Credentials) ->
         yield logged_in
     finally:
         shutil.rmtree(config_dir, ignore_errors=True)
-
-
-def _docker_push(docker: Docker, source: str, target: str, registry: str, credentials: Credentials) -> None:
-    if source != target:
-        docker.tag(source, target)
-    with docker_logged_in(docker, registry, credentials) as pusher, step(f"push {target}") as progress:
-        try:
-            pusher.push(target, progress.update)
-        except CommandFailed as exc:
-            raise ToolingError(
-                f"`docker push {target}` to {registry} failed: {exc.last_line}\n"
-                f"Credentials: {credentials.source}. The engine retried each layer already; check that the "
-                "registry is up and that these credentials may push there, then rerun `python -m tooling push`."
-            ) from None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from tooling.cli.common import add_command, load, publish_markdown
-from tooling.registry import ENV_PASSWORD, ENV_USERNAME, PushRequest, PushResult, push_image
+from tooling.push import PushRequest, PushResult, push_image
+from tooling.registry import ENV_PASSWORD, ENV_USERNAME
 from tooling.state import reports_dir
 
 REPORT_NAME = "push.md"

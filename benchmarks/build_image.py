@@ -45,8 +45,8 @@ from tests.rig.channel import ensure_channel  # noqa: E402
 from tests.rig.channel_server import serve_channel  # noqa: E402
 from tests.rig.docker import build_with_buildkit, rig_docker  # noqa: E402
 from tests.rig.hub_fixtures import RigHub, make_rig_hub  # noqa: E402
-from tests.rig.registry import free_port  # noqa: E402
 from tooling.docker import Docker  # noqa: E402
+from tooling.proc import free_port  # noqa: E402
 
 PREFIX = "/srv/conda/envs/notebook"
 NO_OP_RUNS = 3

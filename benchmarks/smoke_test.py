@@ -32,7 +32,7 @@ from tests.rig.channel import ensure_channel  # noqa: E402
 from tests.rig.channel_server import serve_channel  # noqa: E402
 from tests.rig.docker import rig_docker  # noqa: E402
 from tests.rig.hub_fixtures import RigHub, make_rig_hub  # noqa: E402
-from tests.rig.registry import free_port  # noqa: E402
+from tooling.proc import free_port  # noqa: E402
 
 BUDGET_SECONDS = 60.0
 

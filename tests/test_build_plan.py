@@ -13,7 +13,7 @@ import pytest
 
 from tests.lock_fixtures import PROJECT
 from tooling.build import TagInputs
-from tooling.buildpack import read_install_plan
+from tooling.buildpack.plan import read_install_plan
 from tooling.docker import Docker, LocalImage, choose_builder
 from tooling.errors import ToolingError
 

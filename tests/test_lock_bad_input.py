@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import pytest
 from tests.lock_fixtures import PROJECT, CliResult, Hub, hub_toml_with, loopback_server
 from tooling.channels import register_url_secrets
 from tooling.log import redact
+from tooling.proc import free_port
 
 Cli = Callable[..., CliResult]
 SPEC = PROJECT.joinpath("environments", "environment.yml").read_text()
@@ -108,13 +108,6 @@ def test_spec_ruled_out_by_another_says_what_it_needs(locked_hub: Hub, cli: Cli)
     with_spec(locked_hub, SPEC.replace("  - numpy\n", "  - numpy<1.24\n"))
     fails_cleanly(cli(locked_hub, "lock"), "'numpy <1.24' cannot be installed: it needs 'python >=3.10,<3.11.0a0'")
     assert locked_hub.snapshot() == before
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def test_unreachable_mirror_names_the_url(locked_hub: Hub, cli: Cli) -> None:

@@ -40,10 +40,11 @@ from pathlib import Path
 import pytest
 
 from tests.rig.docker import build_with_buildkit, local_image_id
-from tests.rig.registry import RunningRegistry, free_port, serve_registry
+from tests.rig.registry import RunningRegistry, serve_registry
 from tooling.docker import Docker
 from tooling.errors import ToolingError
 from tooling.log import logger
+from tooling.proc import free_port
 from tooling.push import PushRequest, push_image
 from tooling.registry import (
     ENV_PASSWORD,

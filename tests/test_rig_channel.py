@@ -41,8 +41,7 @@ from tests.rig.wheels import (
     requirement_applies,
 )
 from tooling.errors import ToolingError
-from tooling.proc import Server, run, start
-from tooling.smoke_hub import free_port
+from tooling.proc import Server, free_port, run, start
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ENVIRONMENT_YML = PROJECT_ROOT / "environments" / "environment.yml"

@@ -18,10 +18,10 @@ from tests.lock_fixtures import PROJECT
 from tooling.config import load_config
 from tooling.docker import ContainerSpec, Mount
 from tooling.errors import ConfigError, ToolingError
-from tooling.hubcheck import check_hub_spawn
 from tooling.lockfile import split_package_file_name
+from tooling.proc import free_port
 from tooling.smoke import SmokeResult, junit_xml, markdown, required_hub, summary_table
-from tooling.smoke_checks import (
+from tooling.smoke.checks import (
     ImageEnvironment,
     InstalledPackage,
     SpecNames,
@@ -34,8 +34,8 @@ from tooling.smoke_checks import (
     spec_names,
     top_level_modules,
 )
-from tooling.smoke_hub import free_port
-from tooling.smoke_result import CheckFailed, CheckResult, Outcome, run_check
+from tooling.smoke.hubspawn import check_hub_spawn
+from tooling.smoke.result import CheckFailed, CheckResult, Outcome, run_check
 
 LOCK = PROJECT / "environments" / "conda-lock.yml"
 EXPLICIT = PROJECT / "environments" / "conda-linux-64.lock"

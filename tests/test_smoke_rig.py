@@ -24,9 +24,8 @@ from tests.rig.hub_fixtures import HubCopies, RigHub
 from tooling.build import BuildResult
 from tooling.cli import main
 from tooling.docker import Docker
-from tooling.hubcheck import check_hub_spawn
 from tooling.smoke import JUNIT_NAME, REPORT_NAME
-from tooling.smoke_checks import (
+from tooling.smoke.checks import (
     RUN_LABEL,
     ImageUnderTest,
     LockedPackage,
@@ -34,7 +33,8 @@ from tooling.smoke_checks import (
     read_environment,
     top_level_modules,
 )
-from tooling.smoke_hub import LocalHubSettings, local_hub
+from tooling.smoke.hub import LocalHubSettings, local_hub
+from tooling.smoke.hubspawn import check_hub_spawn
 from tooling.state import State
 
 pytestmark = [pytest.mark.docker, pytest.mark.rig]

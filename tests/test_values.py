@@ -15,12 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from tooling import values
+from tooling import yamledit
 from tooling.cli import main
 from tooling.errors import ToolingError
 from tooling.images import ImageReference, split_reference
 from tooling.state import PushedImage, State
-from tooling.values import ImageTarget, parse_path, set_image
+from tooling.values import ImageTarget, set_image
+from tooling.yamledit import parse_path
 
 REAL_HUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "icesat-2020" / "hub"
 PROFILE_IMAGE = "jupyterhub.singleuser.profileList[0].kubespawner_override.image"
@@ -470,15 +471,15 @@ def test_create_after_a_block_scalar_keeps_the_scalar(tmp_path: Path) -> None:
 def test_an_edit_that_would_touch_another_value_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """If splicing ever went wrong, the re-parse and comparison refuse instead of writing."""
     path = write(tmp_path, "image: a/b:old\nkeep: 1\n")
-    real_splice = values._splice
-    monkeypatch.setattr(values, "_splice", lambda text, edits: real_splice(text, edits).replace("keep: 1", "keep: 2"))
+    real_splice = yamledit._splice
+    monkeypatch.setattr(yamledit, "_splice", lambda text, edits: real_splice(text, edits).replace("keep: 1", "keep: 2"))
     message = refusal(path, "image")
     assert message.startswith("values.yaml: the edit would change more than the image (first difference at keep)")
 
 
 def test_an_edit_that_would_break_the_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, "image: a/b:old\n")
-    monkeypatch.setattr(values, "_render", lambda value, style=None, in_flow=False: "[unclosed")
+    monkeypatch.setattr(yamledit, "_render", lambda value, style=None, in_flow=False: "[unclosed")
     message = refusal(path, "image")
     assert message.startswith("values.yaml: writing image would leave the file unreadable (values.yaml:2:1:")
 

@@ -56,24 +56,13 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from tooling import __version__
-from tooling.buildpack import (
-    BUILDPACK_VERSION,
-    INSTALLER,
-    MIRRORS_SECRET,
-    NO_SPACE,
-    PLATFORM,
-    RATTLER_DISTRIBUTION,
-    InstallPlan,
-    default_cache_dir,
-    ensure_bootstrap,
-    installer_files_digest,
-    read_install_plan,
-    write_build_files,
-)
+from tooling.buildpack import BUILDPACK_VERSION, INSTALLER, MIRRORS_SECRET, installer_files_digest, write_build_files
+from tooling.buildpack.bootstrap import NO_SPACE, default_cache_dir, ensure_bootstrap
+from tooling.buildpack.plan import PLATFORM, RATTLER_DISTRIBUTION, InstallPlan, read_install_plan
 from tooling.channels import mirror_prefixes, register_url_secrets
 from tooling.config import HubConfig
 from tooling.docker import Docker, HistoryEntry, LocalImage
-from tooling.errors import CommandFailed, ToolingError
+from tooling.errors import CommandFailed, CommandTimedOut, ProgramNotFound, ToolingError
 from tooling.files import sha256_file, write_atomic
 from tooling.images import repository, split_reference
 from tooling.lock import LockCheck, LockRequest, check_lock
@@ -516,7 +505,7 @@ def oci_labels(request: BuildRequest, tag: str, base: LocalImage, lock_sha256: s
 def _git(root: Path, *args: str) -> str:
     try:
         completed = run(["git", "-C", str(root), *args], check=False, timeout=30)
-    except ToolingError:  # no git on this machine
+    except (ProgramNotFound, CommandTimedOut):  # no git on this machine, or it hung: the image goes unlabelled
         return ""
     return completed.stdout.strip() if completed.returncode == 0 else ""
 

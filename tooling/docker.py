@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tooling.errors import CommandFailed, ToolingError
+from tooling.errors import CommandFailed, ProgramNotFound, ToolingError
 from tooling.proc import Completed, run, stream
 
 START_ENGINE_HINT = (
@@ -213,7 +213,7 @@ class Docker:
                 f"No Docker engine answers at {self.engine} (`{self.program} version` said: {exc.last_line}).\n"
                 f"{START_ENGINE_HINT}"
             ) from None
-        except ToolingError:
+        except ProgramNotFound:
             raise ToolingError(
                 f"The docker CLI `{self.program}` was not found. Install Docker, or name the CLI in hub.toml "
                 f"([docker] cli) or in HUBSHIP_DOCKER."
@@ -288,7 +288,7 @@ class Docker:
     def run_container(self, spec: ContainerSpec, *, stdin_text: str | None = None, timeout: float) -> Completed:
         """`docker run --rm` of `spec` to its end; its exit code is returned, not raised.
 
-        After `timeout` seconds the docker CLI is stopped and `CommandFailed` raised;
+        After `timeout` seconds the docker CLI is stopped and `CommandTimedOut` raised;
         the container may still run then: remove it by name.
         """
         interactive = ["--interactive"] if stdin_text is not None else []

@@ -8,6 +8,9 @@ that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+# The return code a timed-out command reports in its message: it never exited on its own.
+TIMED_OUT = -1
+
 
 class ToolingError(Exception):
     """An expected failure: what failed, where (file and line or key), what to do."""
@@ -30,6 +33,14 @@ class ConfigError(ToolingError):
     exit_code = 2
 
 
+class ProgramNotFound(ToolingError):
+    """An external program (docker, git, a credential helper, ...) is not installed or not on PATH."""
+
+    def __init__(self, program: str, hint: str = "") -> None:
+        super().__init__(f"`{program}` was not found on this machine. {hint}".strip())
+        self.program = program
+
+
 class CommandFailed(ToolingError):
     """An external program (docker, git, ...) exited non-zero."""
 
@@ -49,3 +60,11 @@ class CommandFailed(ToolingError):
     def last_line(self) -> str:
         """What the program said last (usually its error), or its exit code when it said nothing."""
         return self.output_tail[-1].strip() if self.output_tail else f"exit code {self.returncode}"
+
+
+class CommandTimedOut(CommandFailed):
+    """An external program did not finish within its time limit, and was stopped."""
+
+    def __init__(self, argv: list[str], timeout: float, output_tail: list[str], hint: str = "") -> None:
+        self.timeout = timeout
+        super().__init__(argv, TIMED_OUT, output_tail, f"It did not finish within {timeout:.0f} s. {hint}".strip())

@@ -10,12 +10,13 @@ from __future__ import annotations
 import collections
 import os
 import shlex
+import socket
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tooling.errors import CommandFailed, ToolingError
+from tooling.errors import CommandFailed, CommandTimedOut, ProgramNotFound
 from tooling.log import logger, redact
 
 TAIL_LINES = 25
@@ -37,8 +38,8 @@ def _environment(env: Mapping[str, str] | None) -> dict[str, str] | None:
     return merged
 
 
-def _not_found(argv: Sequence[str], hint: str) -> ToolingError:
-    return ToolingError(f"`{argv[0]}` was not found on this machine. {hint}".strip())
+def _not_found(argv: Sequence[str], hint: str) -> ProgramNotFound:
+    return ProgramNotFound(argv[0], hint)
 
 
 def _tail(text: str) -> list[str]:
@@ -74,7 +75,7 @@ def run(
     except subprocess.TimeoutExpired as exc:
         output = (exc.stdout or b"") + (exc.stderr or b"")
         text = output.decode(errors="replace") if isinstance(output, bytes) else output
-        raise CommandFailed(args, -1, _tail(text), f"It did not finish within {timeout:.0f} s. {hint}".strip()) from exc
+        raise CommandTimedOut(args, exc.timeout, _tail(text), hint) from exc
     if check and proc.returncode != 0:
         raise CommandFailed(args, proc.returncode, _tail(proc.stdout + proc.stderr), hint)
     return Completed(args, proc.returncode, proc.stdout, proc.stderr)
@@ -178,3 +179,10 @@ def start(
         except FileNotFoundError as exc:
             raise _not_found(args, hint) from exc
     return Server(args, process, log_path)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -37,7 +37,7 @@ from typing import Any
 import requests
 
 from tooling.docker import Docker
-from tooling.errors import CommandFailed, ToolingError
+from tooling.errors import CommandFailed, ProgramNotFound, ToolingError
 from tooling.log import logger, register_secret
 from tooling.proc import run
 
@@ -205,7 +205,7 @@ def _helper_credentials(helper: str, registry: str, config_file: Path) -> Creden
     server = DOCKER_HUB_LOGIN_KEY if registry in DOCKER_HUB_NAMES else registry
     try:
         answer = run([program, "get"], stdin_text=server, timeout=30)
-    except ToolingError as exc:
+    except (ProgramNotFound, CommandFailed) as exc:
         logger.info("%s (named in %s) gave no login for %s: %s", program, config_file, registry, exc.message)
         return None
     try:

@@ -36,13 +36,12 @@ import tomlkit
 
 from tests.lock_fixtures import PROJECT, Hub
 from tests.rig.channel_fixtures import RigChannel
-from tests.rig.registry import free_port
 from tooling.build import BuildRequest, BuildResult, build_image
 from tooling.config import load_config
 from tooling.docker import ContainerSpec, Docker
 from tooling.errors import CommandFailed, ToolingError
 from tooling.lock import LockRequest, lock_environment
-from tooling.proc import run
+from tooling.proc import free_port, run
 
 RIG_HUB_NAME = "rig-hub/user-image"
 HUB_PARTS = ("hub.toml", "environments", "image", "deploy")

@@ -26,7 +26,6 @@ import base64
 import json
 import secrets
 import shutil
-import socket
 import tempfile
 import time
 import urllib.error
@@ -42,7 +41,7 @@ import bcrypt
 from tooling.errors import ToolingError
 from tooling.files import write_atomic
 from tooling.log import register_secret, step
-from tooling.proc import Server, start
+from tooling.proc import Server, free_port, start
 
 REGISTRY_PROGRAM = "docker-registry"
 USERNAME = "hubship-rig"
@@ -135,14 +134,6 @@ def serve_registry(*, auth: bool = False, workdir: Path | None = None) -> Iterat
     finally:
         if owns_workdir:
             shutil.rmtree(directory)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _new_credentials() -> RegistryCredentials:

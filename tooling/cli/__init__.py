@@ -25,7 +25,7 @@ from tooling.cli import (
     push_cmd,
     runbook_cmd,
     set_image_cmd,
-    test_cmd,
+    smoke_cmd,
 )
 from tooling.errors import ToolingError
 
@@ -35,7 +35,7 @@ COMMANDS: list[ModuleType] = [
     lock_cmd,
     lock_diff_cmd,
     build_cmd,
-    test_cmd,
+    smoke_cmd,
     push_cmd,
     bump_cmd,
     set_image_cmd,

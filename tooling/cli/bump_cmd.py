@@ -7,7 +7,7 @@ import argparse
 from tooling.cli.common import add_command, load
 from tooling.cli.set_image_cmd import add_write_options, report
 from tooling.state import reports_dir
-from tooling.values import bump_image_tag
+from tooling.values import BumpRequest, bump_image_tag
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     config = load(args)
-    bump = bump_image_tag(
+    request = BumpRequest.from_config(
         config,
         args.environment,
         tag=args.tag,
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         create=args.create,
         check=args.check,
     )
+    bump = bump_image_tag(request)
     changed_files = " and ".join(file.label for file in bump.update.files if file.changed)
     return report(
         bump.update,

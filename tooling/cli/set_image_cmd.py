@@ -11,7 +11,8 @@ from pathlib import Path
 
 from tooling.cli.common import add_command, publish_markdown
 from tooling.images import ImageReference
-from tooling.values import ImageTarget, ImageUpdate, LocationChange, set_image
+from tooling.values import ImageTarget, ImageUpdate, set_image
+from tooling.yamledit import LocationChange
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

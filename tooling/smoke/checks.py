@@ -1,7 +1,7 @@
 """The checks of the smoke test that look at the image itself, each a small function.
 
 Every check returns an `Outcome` or raises `CheckFailed` (see
-`tooling.smoke_result`); `tooling.smoke` runs them concurrently. The
+`tooling.smoke.result`); `tooling.smoke` runs them concurrently. The
 containers they start are named `hubship-smoke-RUN-CHECK`, labelled
 `hubship.smoke.run=RUN`, run the image by its id, are never pulled, and
 use no network, except the server check, which uses the host's network on
@@ -23,7 +23,7 @@ Two ways into the image, on purpose:
 The server check starts `jupyterhub-singleuser` with the environment
 JupyterHub's own Spawner.get_env gives (plus KubeSpawner's JUPYTER_IMAGE),
 the API token passed to docker through its environment, never its argv.
-JUPYTERHUB_API_URL is the local hub's (`tooling.smoke_hub`): the server asks
+JUPYTERHUB_API_URL is the local hub's (`tooling.smoke.hub`): the server asks
 its hub's version before it listens, and exits when nothing answers; that
 request needs no token, so the hub need not know this server, and the check
 sees the server alone: its answer under /user/NAME/, or its log.
@@ -65,12 +65,11 @@ from packaging.utils import canonicalize_name
 from rattler import MatchSpec
 
 from tooling.docker import ContainerSpec, Docker, LocalImage, Mount
-from tooling.errors import CommandFailed, ToolingError
+from tooling.errors import CommandFailed, CommandTimedOut, ToolingError
 from tooling.lockfile import package_build, read_lock
 from tooling.log import register_secret
-from tooling.proc import Completed
-from tooling.smoke_hub import free_port
-from tooling.smoke_result import CheckFailed, Outcome
+from tooling.proc import Completed, free_port
+from tooling.smoke.result import CheckFailed, Outcome
 from tooling.yamlfiles import read_environment_dependencies
 
 RUN_LABEL = "hubship.smoke.run"
@@ -90,7 +89,7 @@ _MODULE_FILE = re.compile(r"^([^./]+)(?:\.[^/]*)?\.(?:py|so|pyd)$")
 
 
 def _script(name: str) -> str:
-    return (files("tooling") / "smoke_files" / name).read_text(encoding="utf-8")
+    return (files("tooling.smoke") / "files" / name).read_text(encoding="utf-8")
 
 
 # --- the image under test --------------------------------------------------------------------
@@ -143,9 +142,7 @@ class ImageUnderTest:
         """Run the container to its end; one that outlives `timeout` is removed and fails the check."""
         try:
             return self.docker.run_container(spec, stdin_text=stdin_text, timeout=timeout)
-        except CommandFailed as exc:
-            if exc.returncode != -1:
-                raise
+        except CommandTimedOut as exc:
             self.docker.remove_containers(spec.name)
             raise CheckFailed(f"the container did not finish within {timeout:.0f} s", exc.output_tail) from None
 

@@ -1,6 +1,6 @@
 """The spawner of the smoke test's local hub: DockerSpawner with the container on the host's network.
 
-Only the hub process (started by `tooling.smoke_hub`) imports this module.
+Only the hub process (started by `tooling.smoke.hub`) imports this module.
 DockerSpawner asks docker for the port a container publishes; a container
 on the host's network publishes none, it listens on the host's own
 interfaces, at the address and port the spawner gave it (JUPYTERHUB_SERVICE_URL).

@@ -20,7 +20,7 @@ When a step fails, the server is still stopped and the user deleted (best
 effort, bounded), and the first failure is the reason. The token travels
 only in request headers and is registered as a secret, so it never shows.
 
-The smoke test runs this against a local JupyterHub (`tooling.smoke_hub`).
+The smoke test runs this against a local JupyterHub (`tooling.smoke.hub`).
 Nothing here is particular to that hub: any hub's URL (http or https) and
 such a token will do.
 """
@@ -42,7 +42,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from tooling.log import register_secret
-from tooling.smoke_result import CheckFailed, CheckResult, Outcome, run_check
+from tooling.smoke.result import CheckFailed, CheckResult, Outcome, run_check
 
 CHECK_NAME = "hub-spawn"
 # The line the kernel runs, and what it must print first.

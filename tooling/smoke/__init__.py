@@ -7,7 +7,7 @@
    clear error and is never pulled. configurable-http-proxy must be on PATH.
    The JupyterHub the image must suit is known before anything runs (below).
 2. The checks run concurrently on a few threads (each mostly waits for a
-   container), every one bounded in time (`tooling.smoke_checks`):
+   container), every one bounded in time (`tooling.smoke.checks`):
    `user` (uid 1000, not root, no passwordless sudo), `environment`
    (conda-meta equals the lock: name, version, build, md5, every difference
    listed), `imports` (what environment.yml names imports),
@@ -17,8 +17,8 @@
    `hub-spawn` (a real JupyterHub with DockerSpawner and
    configurable-http-proxy on 127.0.0.1 spawns the image through its REST
    API, the server is reached through the proxy, a kernel runs code, the
-   server stops and its container is gone: `tooling.hubcheck` with the
-   local hub of `tooling.smoke_hub`), one `notebook PATH` per tutorial in
+   server stops and its container is gone: `tooling.smoke.hubspawn` with the
+   local hub of `tooling.smoke.hub`), one `notebook PATH` per tutorial in
    hub.toml, `user-tests` (pytest on image/tests inside the image) and
    `size` (within hub.toml's budget). While the local hub starts (a few
    seconds), the checks that do not need it already run.
@@ -52,7 +52,7 @@ Decisions:
   summary.
 - The server check needs the local hub too: jupyterhub-singleuser asks its
   hub's API for the hub's version before it listens, and exits when no hub
-  answers (see `tooling.smoke_checks`).
+  answers (see `tooling.smoke.checks`).
 """
 
 from __future__ import annotations
@@ -73,11 +73,9 @@ from tooling.config import HubConfig
 from tooling.docker import Docker
 from tooling.errors import ConfigError, ToolingError
 from tooling.files import write_atomic
-from tooling.hubcheck import CHECK_NAME as HUB_CHECK
-from tooling.hubcheck import HubCheckSettings, check_hub_spawn
 from tooling.lockfile import LOCK_NAME
 from tooling.log import logger, redact, step
-from tooling.smoke_checks import (
+from tooling.smoke.checks import (
     RUN_LABEL,
     HubRequirement,
     ImageEnvironment,
@@ -97,8 +95,10 @@ from tooling.smoke_checks import (
     read_environment,
     spec_names,
 )
-from tooling.smoke_hub import LocalHub, LocalHubSettings, local_hub, require_proxy
-from tooling.smoke_result import CheckResult, Outcome, run_check
+from tooling.smoke.hub import LocalHub, LocalHubSettings, local_hub, require_proxy
+from tooling.smoke.hubspawn import CHECK_NAME as HUB_CHECK
+from tooling.smoke.hubspawn import HubCheckSettings, check_hub_spawn
+from tooling.smoke.result import CheckResult, Outcome, run_check
 from tooling.state import State, TestedImage
 
 PLATFORM = "linux-64"

@@ -5,11 +5,11 @@
 - configurable-http-proxy (npm) on a free loopback port, its REST API on
   another, with a random auth token passed in its environment;
 - JupyterHub (PyPI, this interpreter: `python -m jupyterhub`) on a third,
-  configured by `smoke_files/jupyterhub_config.py` from environment
+  configured by `files/jupyterhub_config.py` from environment
   variables: a throwaway sqlite database and cookie secret in the folder, no
   login (the null authenticator), and one service whose random token has
   admin rights over users and servers; that token is what the checks use;
-- DockerSpawner (`tooling.smoke_spawner`) runs the image on the host's
+- DockerSpawner (`tooling.smoke.spawner`) runs the image on the host's
   network, never pulled, with `jupyterhub-singleuser` as z2jh's chart does;
   the server listens on 127.0.0.1 at a fourth free port; the container is
   named and labelled after the smoke run, and removed when its server stops.
@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ import requests
 
 from tooling.errors import ToolingError
 from tooling.log import redact, register_secret
-from tooling.proc import Server, start
+from tooling.proc import Server, free_port, start
 
 PROXY_PROGRAM = "configurable-http-proxy"
 PROXY_INSTALL = "npm install --global configurable-http-proxy@4.6.3"
@@ -77,13 +76,6 @@ class LocalHub:
         return lines
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on at 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def require_proxy() -> str:
     """The path of configurable-http-proxy, or one `ToolingError` saying how to install it."""
     found = shutil.which(PROXY_PROGRAM)
@@ -96,7 +88,7 @@ def require_proxy() -> str:
 
 
 def config_file() -> Path:
-    return Path(str(files("tooling") / "smoke_files" / "jupyterhub_config.py"))
+    return Path(str(files("tooling.smoke") / "files" / "jupyterhub_config.py"))
 
 
 @contextmanager

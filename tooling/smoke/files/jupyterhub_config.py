@@ -1,4 +1,4 @@
-"""JupyterHub configuration of the smoke test's local hub (`tooling/smoke_hub.py` starts it with this file).
+"""JupyterHub configuration of the smoke test's local hub (`tooling/smoke/hub.py` starts it with this file).
 
 Everything comes from the environment the harness sets: HUBSHIP_HUB_SETTINGS
 (JSON, nothing secret) and HUBSHIP_HUB_TOKEN (the API token of the smoke
@@ -21,7 +21,7 @@ c.JupyterHub.hub_port = settings["hub_port"]
 c.JupyterHub.db_url = settings["db_url"]
 c.JupyterHub.cookie_secret_file = settings["cookie_secret_file"]
 c.JupyterHub.authenticator_class = "null"
-c.JupyterHub.spawner_class = "tooling.smoke_spawner.LoopbackDockerSpawner"
+c.JupyterHub.spawner_class = "tooling.smoke.spawner.LoopbackDockerSpawner"
 c.JupyterHub.services = [{"name": settings["service"], "api_token": os.environ["HUBSHIP_HUB_TOKEN"]}]
 c.JupyterHub.load_roles = [
     {
@@ -47,7 +47,7 @@ c.Spawner.port = settings["server_port"]
 
 c.DockerSpawner.image = settings["image"]
 c.DockerSpawner.network_name = "host"
-# No port to publish on the host's network: the server is where the spawner says (tooling.smoke_spawner).
+# No port to publish on the host's network: the server is where the spawner says (tooling.smoke.spawner).
 c.DockerSpawner.use_internal_ip = True
 c.DockerSpawner.pull_policy = "never"
 c.DockerSpawner.remove = True

@@ -1,0 +1,175 @@
+"""Our repo2docker BuildPack: the image's conda environment is exactly the explicit lock, installed with py-rattler.
+
+repo2docker's conda buildpack re-solves environment.yml at every build, and
+brings micromamba and a frozen base environment from anaconda.org. This
+buildpack replaces only that part. Everything else is repo2docker's own
+(`BaseImage`): the jovyan user, REPO_DIR, apt.txt, postBuild, start, the
+entrypoint, and the environment variables hub images are expected to set
+(NB_PYTHON_PREFIX=/srv/conda/envs/notebook, CONDA_DIR, KERNEL_PYTHON_PREFIX,
+PATH with ${NB_PYTHON_PREFIX}/bin ahead of the system's).
+
+How the environment gets into the image (decisions, and why):
+
+- The install runs inside the build, as the notebook user, into a prefix that
+  user owns (a root step creates the empty folders with that owner first), so
+  the files are written once with the right owner: no `chown -R` layer that
+  would double the environment's size.
+- It runs on a throwaway build environment: the lock's own `python` record and
+  its dependencies (as conda-lock.yml lists them), installed on the host with
+  py-rattler for the container's paths, plus the linux-64 py-rattler wheel of
+  the version this toolkit uses. The build bind-mounts it into the install
+  step only (BuildKit `RUN --mount=type=bind`), so it is in no layer. It is
+  cached under $XDG_CACHE_HOME/hubship/bootstrap, keyed by those packages'
+  hashes and the py-rattler version; py-rattler needs Python >= 3.10, so a
+  lock with an older python is refused.
+- Packages are downloaded inside the install step, not on the host: a
+  rebuild whose environment layer is cached downloads nothing, and a changed
+  lock downloads only the packages the BuildKit cache mount lacks. The mirrors
+  (hub.toml [mirrors] / --mirror) reach the step as a BuildKit secret: they
+  are in no layer, may carry credentials, and do not change the step's cache
+  key (packages are checked by hash, so where they came from does not change
+  the result). The container reaches them over the host's network (the build
+  runs with `--network host`). A file:// mirror cannot be read from inside the
+  build and is refused.
+- Every package's md5 (the explicit lock's) and sha256 (conda-lock.yml's) are
+  checked before anything is linked; see files/install_lock.py. The
+  two lock files must agree package by package, or the build is refused.
+- The build's mounts all live under /opt/hubship, so the only trace they leave
+  in the image is that folder's empty mount points.
+- The install step does not depend on image/: the lock, the installer and the
+  build environment are bind mounts from a `hubship/` folder the engine adds
+  to the build context, ahead of repo2docker's `COPY src/`. A change to a
+  notebook, apt.txt or postBuild therefore reuses the environment layer, and
+  its cache key stays the same for the same lock: the plan is deterministic
+  JSON, the installer is this package's file, and BuildKit hashes the mounted
+  files' contents, not their modification times.
+- conda-meta records the lock's canonical URLs, names, versions, builds, md5
+  and sha256; the explicit lock's `# pip` lines are installed by the
+  environment's own pip with --no-deps --require-hashes.
+- A login-shell script (/etc/profile.d/hubship-env.sh) runs the environment's
+  etc/conda/activate.d scripts, which `conda activate` would have run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from importlib.resources import files
+from pathlib import Path
+
+from repo2docker.buildpacks.base import BaseImage
+
+from tooling.buildpack.plan import InstallPlan
+from tooling.files import write_atomic
+
+# Bump when the Dockerfile this buildpack renders, or what the installer does, changes:
+# it is one of the image tag's inputs.
+BUILDPACK_VERSION = "1"
+
+NB_USER = "jovyan"
+NB_UID = 1000
+DOCKER_PLATFORM = "linux/amd64"
+
+# The folder the engine adds to the build context, and where the install step mounts its parts.
+CONTEXT_FOLDER = "hubship"
+BOOTSTRAP_MOUNT = "/opt/hubship/bootstrap"
+INSTALL_MOUNT = "/opt/hubship/install"
+IMAGE_FILES_MOUNT = "/opt/hubship/image-files"
+PACKAGE_CACHE_MOUNT = "/opt/hubship/packages"
+MIRRORS_MOUNT = "/opt/hubship/mirrors.json"
+PACKAGE_CACHE_ID = "hubship-conda-packages"
+MIRRORS_SECRET = "hubship-mirrors"  # noqa: S105 (the id of a BuildKit secret, not a password)
+INSTALLER = "install_lock.py"
+PLAN = "plan.json"
+ACTIVATE_SCRIPT = "activate-env.sh"
+PROFILE_SCRIPT = "/etc/profile.d/hubship-env.sh"
+
+
+# --- the buildpack ---------------------------------------------------------------------------
+
+
+class HubshipBuildPack(BaseImage):  # type: ignore[misc]  # repo2docker is untyped
+    """repo2docker's BaseImage plus the locked environment in ${NB_PYTHON_PREFIX}."""
+
+    def detect(self) -> bool:
+        return True
+
+    def get_build_env(self) -> list[tuple[str, str]]:
+        return [
+            *super().get_build_env(),
+            ("CONDA_DIR", "${APP_BASE}/conda"),
+            ("NB_PYTHON_PREFIX", "${CONDA_DIR}/envs/notebook"),
+            ("KERNEL_PYTHON_PREFIX", "${NB_PYTHON_PREFIX}"),
+        ]
+
+    def get_env(self) -> list[tuple[str, str]]:
+        # What `conda activate` sets for the environment; the image has no conda to run it.
+        activated = [("CONDA_PREFIX", "${NB_PYTHON_PREFIX}"), ("CONDA_DEFAULT_ENV", "${NB_PYTHON_PREFIX}")]
+        return [*super().get_env(), *activated]
+
+    def get_path(self) -> list[str]:
+        return ["${NB_PYTHON_PREFIX}/bin", *super().get_path()]
+
+    def get_build_scripts(self) -> list[tuple[str, str]]:
+        return [*super().get_build_scripts(), ("root", _prepare_prefix_script()), ("${NB_USER}", _install_script())]
+
+
+def _bind(folder: str, target: str) -> str:
+    return f"--mount=type=bind,source={CONTEXT_FOLDER}/{folder},target={target}"
+
+
+def _prepare_prefix_script() -> str:
+    return (
+        f"{_bind('image-files', IMAGE_FILES_MOUNT)} \\\n"
+        '    install -d -o "${NB_USER}" -g "${NB_USER}" \\\n'
+        '        "${CONDA_DIR}" "${CONDA_DIR}/envs" "${NB_PYTHON_PREFIX}" && \\\n'
+        f"    install -m 0644 {IMAGE_FILES_MOUNT}/{ACTIVATE_SCRIPT} {PROFILE_SCRIPT}"
+    )
+
+
+def _install_script() -> str:
+    return (
+        f"{_bind('bootstrap', BOOTSTRAP_MOUNT)} \\\n"
+        f"    {_bind('install', INSTALL_MOUNT)} \\\n"
+        f"    --mount=type=cache,id={PACKAGE_CACHE_ID},target={PACKAGE_CACHE_MOUNT},uid={NB_UID},gid={NB_UID} \\\n"
+        f"    --mount=type=secret,id={MIRRORS_SECRET},target={MIRRORS_MOUNT},uid={NB_UID} \\\n"
+        f"    PYTHONPATH={BOOTSTRAP_MOUNT}/site PYTHONNOUSERSITE=1 \\\n"
+        f"    {BOOTSTRAP_MOUNT}/env/bin/python -B {INSTALL_MOUNT}/{INSTALLER} \\\n"
+        f'        --plan {INSTALL_MOUNT}/{PLAN} --prefix "${{NB_PYTHON_PREFIX}}" \\\n'
+        f"        --cache {PACKAGE_CACHE_MOUNT} --mirrors {MIRRORS_MOUNT}"
+    )
+
+
+# --- the build context's hubship/ folder -------------------------------------------------------
+
+
+def write_build_files(plan: InstallPlan, bootstrap: Path, destination: Path) -> None:
+    """The `hubship/` folder of the build context: build environment, installer and plan, login-shell script."""
+    shutil.copytree(bootstrap, destination / "bootstrap", symlinks=True, copy_function=_link_or_copy)
+    install = destination / "install"
+    install.mkdir()
+    shutil.copyfile(_packaged(INSTALLER), install / INSTALLER)
+    write_atomic(install / PLAN, plan.to_json())
+    image_files = destination / "image-files"
+    image_files.mkdir()
+    shutil.copyfile(_packaged(ACTIVATE_SCRIPT), image_files / ACTIVATE_SCRIPT)
+
+
+def _packaged(name: str) -> Path:
+    return Path(str(files("tooling.buildpack") / "files" / name))
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link (the build environment is large and never changed), or a copy across file systems."""
+    try:
+        Path(target).hardlink_to(source)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def installer_files_digest() -> str:
+    """sha256 of the files this buildpack ships into the build: they decide what the image holds."""
+    digest = hashlib.sha256()
+    for name in (INSTALLER, ACTIVATE_SCRIPT):
+        digest.update(_packaged(name).read_bytes())
+    return digest.hexdigest()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta
 
 from tests.lock_fixtures import PANGEO, PANGEO_SPECS, CliResult, Hub
+from tooling.cli.lock_report import summary_lines
 from tooling.lockdiff import diff_locks
 
 Cli = Callable[..., CliResult]
@@ -124,7 +125,7 @@ def test_reasons_for_each_kind_of_change() -> None:
     assert by_name["extra"].reason == "needed by app 2.0"
     assert by_name["gone"].reason == "nothing in the new lock depends on it"
     assert (by_name["base"].kind, by_name["base"].old, by_name["base"].new) == ("rebuilt", "1.0 h1_0", "1.0 h2_1")
-    assert report.summary_lines() == [
+    assert summary_lines(report) == [
         "linux-64: 5 packages (was 5), spec changed: 2 upgraded, 1 downgraded, 1 added, 1 removed, 1 rebuilt"
     ]
 

@@ -41,14 +41,13 @@ import pytest
 
 from tests.rig.docker import build_with_buildkit, local_image_id
 from tests.rig.registry import RunningRegistry, serve_registry
+from tooling.config import ENV_PASSWORD, ENV_USERNAME
 from tooling.docker import Docker
 from tooling.errors import ToolingError
 from tooling.log import logger
 from tooling.proc import free_port
 from tooling.push import PushRequest, push_image
 from tooling.registry import (
-    ENV_PASSWORD,
-    ENV_USERNAME,
     MANIFEST_TYPES,
     Credentials,
     RegistryClient,

@@ -15,12 +15,13 @@ from jupyterhub.objects import Hub, Server
 from jupyterhub.spawner import Spawner
 
 from tests.lock_fixtures import PROJECT
+from tooling.cli.smoke_cmd import junit_xml, markdown, summary_table
 from tooling.config import load_config
 from tooling.docker import ContainerSpec, Mount
 from tooling.errors import ConfigError, ToolingError
 from tooling.lockfile import split_package_file_name
 from tooling.proc import free_port
-from tooling.smoke import SmokeResult, junit_xml, markdown, required_hub, summary_table
+from tooling.smoke import SmokeResult, required_hub
 from tooling.smoke.checks import (
     ImageEnvironment,
     InstalledPackage,

@@ -12,7 +12,7 @@ import os
 import tomllib
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -23,7 +23,13 @@ from tooling.images import IMAGE_NAME, repository
 
 CONFIG_NAME = "hub.toml"
 CONFIG_ENV = "HUBSHIP_CONFIG"
+# Registry credentials from the environment (a token goes in the password).
+ENV_USERNAME = "HUBSHIP_REGISTRY_USERNAME"
+ENV_PASSWORD = "HUBSHIP_REGISTRY_PASSWORD"  # noqa: S105 (a variable name; it holds a password or a token)
 
+# The solvers the lock stage can use (`lock --engine`).
+Engine = Literal["rattler", "conda-lock"]
+ENGINES: tuple[Engine, ...] = ("rattler", "conda-lock")
 KNOWN_PLATFORMS = ("linux-64", "linux-aarch64", "linux-ppc64le", "osx-64", "osx-arm64", "win-64")
 
 # conda-lock's defaults for linux-64, without __cuda: a hub image rarely has a GPU.

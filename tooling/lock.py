@@ -40,9 +40,9 @@ from conda_lock.src_parser import make_lock_spec
 from conda_lock.virtual_package import FakeRepoData, virtual_package_repo_from_specification
 
 from tooling.channels import channel_sources, check_channels
-from tooling.config import HubConfig
+from tooling.config import Engine, HubConfig
 from tooling.errors import ConfigError, ToolingError
-from tooling.files import write_atomic
+from tooling.files import shown, write_atomic
 from tooling.lockdiff import LockReport, diff_locks
 from tooling.lockfile import (
     CHECKSUM_KEY,
@@ -61,7 +61,6 @@ from tooling.lockfile import (
 )
 from tooling.log import logger, step
 from tooling.solve import (
-    Engine,
     SolveJob,
     solve_with_conda_lock,
     solve_with_rattler,
@@ -331,14 +330,6 @@ def package_counts(lock: Lockfile, platforms: Sequence[str]) -> dict[str, int]:
 def describe_counts(counts: Mapping[str, int]) -> str:
     """'120 packages for linux-64, 118 packages for osx-arm64'."""
     return ", ".join(f"{n} packages for {platform}" for platform, n in counts.items())
-
-
-def shown(path: Path) -> str:
-    """A path as a person reads it in a report: relative to the working directory when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _previous_lock(request: LockRequest) -> Lockfile | None:

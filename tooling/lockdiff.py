@@ -27,8 +27,6 @@ KIND_ORDER: tuple[ChangeKind, ...] = ("upgraded", "downgraded", "added", "remove
 
 # Reasons name at most this many packages; the rest are counted.
 MAX_NAMED = 3
-# Markdown tables longer than this fold into a <details> block.
-MARKDOWN_FOLD_ROWS = 30
 
 
 @dataclass(frozen=True)
@@ -88,22 +86,6 @@ class LockReport:
     def first_lock(self) -> bool:
         return all(summary.old_count is None for summary in self.platforms)
 
-    def summary_lines(self) -> list[str]:
-        lines = []
-        for summary in self.platforms:
-            if summary.new_count is None:
-                lines.append(f"{summary.platform}: not in the new lock (was {summary.old_count} packages)")
-            elif summary.old_count is None:
-                lines.append(f"{summary.platform}: {summary.new_count} packages (no previous lock for it)")
-            else:
-                counts = ", ".join(f"{n} {kind}" for kind, n in self.counts(summary.platform).items() if n)
-                spec = "spec changed" if summary.spec_changed else "same spec"
-                lines.append(
-                    f"{summary.platform}: {summary.new_count} packages (was {summary.old_count}), {spec}: "
-                    f"{counts or 'no changes'}"
-                )
-        return lines
-
     def rows(self) -> list[ReportRow]:
         """Changes merged across platforms where the same package changed the same way."""
         merged: dict[tuple[str, str, str, str, str], list[PackageChange]] = {}
@@ -112,63 +94,6 @@ class LockReport:
         rows = [ReportRow(found[0], tuple(c.platform for c in found)) for found in merged.values()]
         rows.sort(key=lambda r: (not r.change.top_level, KIND_ORDER.index(r.change.kind), r.change.name))
         return rows
-
-    def _platform_cell(self, row: ReportRow) -> str:
-        compared = [s.platform for s in self.platforms if s.compared]
-        return "all" if list(row.platforms) == compared else ", ".join(row.platforms)
-
-    @property
-    def _several_platforms(self) -> bool:
-        return sum(1 for s in self.platforms if s.compared) > 1
-
-    def table(self) -> str:
-        """The changes as a plain-text table for a terminal."""
-        if not self.changes:
-            return "\n".join(self.summary_lines())
-        header = ["change", "package", "old", "new"] + (["platforms"] if self._several_platforms else []) + ["why"]
-        rows = [header]
-        for row in self.rows():
-            c = row.change
-            cells = [c.kind, c.label + (" *" if c.top_level else ""), c.old, c.new]
-            cells += [self._platform_cell(row)] if self._several_platforms else []
-            rows.append([*cells, c.reason])
-        widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
-        body = ["  ".join([*(cell.ljust(w) for cell, w in zip(r, widths, strict=False)), r[-1]]).rstrip() for r in rows]
-        footer = ["* top-level spec"] if any(c.top_level for c in self.changes) else []
-        return "\n".join([*self.summary_lines(), "", *body, *footer])
-
-    def markdown(self, title: str) -> str:
-        if self.first_lock:
-            compared = f"New lock `{self.new_label}`"
-        elif self.old_label == self.new_label:
-            compared = f"Changes to `{self.new_label}`"
-        else:
-            compared = f"`{self.old_label}` → `{self.new_label}`"
-        lines = [f"### {title}", "", compared, ""]
-        lines += [f"- {line}" for line in self.summary_lines()]
-        if self.first_lock and self.resolved_specs:
-            lines += ["", "| Top-level spec | Resolved to |", "|---|---|"]
-            lines += [f"| `{f'{label} {spec}'.rstrip()}` | {version} |" for label, spec, version in self.resolved_specs]
-        if self.changes and not self.first_lock:
-            lines += ["", *self._markdown_table()]
-        return "\n".join(lines) + "\n"
-
-    def _markdown_table(self) -> list[str]:
-        several = self._several_platforms
-        header = "| Change | Package | Old | New |" + (" Platforms |" if several else "") + " Why |"
-        table = [header, "|---" * header.count(" |") + "|"]
-        for row in self.rows():
-            c = row.change
-            name = f"**{c.label}**" if c.top_level else c.label
-            platforms = f" {self._platform_cell(row)} |" if several else ""
-            table.append(f"| {c.kind} | {name} | {c.old} | {c.new} |{platforms} {_escape_cell(c.reason)} |")
-        if len(table) - 2 <= MARKDOWN_FOLD_ROWS:
-            return table
-        return [f"<details><summary>{len(table) - 2} changed packages</summary>", "", *table, "", "</details>"]
-
-
-def _escape_cell(text: str) -> str:
-    return text.replace("|", "\\|")
 
 
 PackageKey = tuple[str, str]  # (manager, name)

@@ -21,8 +21,10 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tooling.config import HubConfig
+if TYPE_CHECKING:
+    from tooling.config import HubConfig
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,13 @@ def automated_run(start: str, stop: str) -> list[Stage]:
     return selected
 
 
+def stage_named(name: str) -> Stage:
+    """The stage called `name`."""
+    return STAGES[STAGE_NAMES.index(name)]
+
+
 def next_after(name: str) -> Stage | None:
+    """The stage after `name`, or None after the last one."""
     index = STAGE_NAMES.index(name)
     return STAGES[index + 1] if index + 1 < len(STAGES) else None
 

@@ -36,13 +36,11 @@ from typing import Any
 
 import requests
 
+from tooling.config import ENV_PASSWORD, ENV_USERNAME
 from tooling.docker import Docker
 from tooling.errors import CommandFailed, ProgramNotFound, ToolingError
 from tooling.log import logger, register_secret
 from tooling.proc import run
-
-ENV_USERNAME = "HUBSHIP_REGISTRY_USERNAME"
-ENV_PASSWORD = "HUBSHIP_REGISTRY_PASSWORD"  # noqa: S105 (a variable name; it holds a password or a token)
 
 INDEX_TYPES = frozenset(
     {

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import rattler
 import yaml
@@ -50,8 +50,6 @@ from tooling.errors import CommandFailed, ToolingError
 from tooling.lockfile import read_lock
 from tooling.log import Step, logger, step
 
-Engine = Literal["rattler", "conda-lock"]
-ENGINES: tuple[Engine, ...] = ("rattler", "conda-lock")
 SOLVER_EXECUTABLES = ("micromamba", "mamba", "conda")
 
 

@@ -8,46 +8,7 @@ entrypoint, and the environment variables hub images are expected to set
 (NB_PYTHON_PREFIX=/srv/conda/envs/notebook, CONDA_DIR, KERNEL_PYTHON_PREFIX,
 PATH with ${NB_PYTHON_PREFIX}/bin ahead of the system's).
 
-How the environment gets into the image (decisions, and why):
-
-- The install runs inside the build, as the notebook user, into a prefix that
-  user owns (a root step creates the empty folders with that owner first), so
-  the files are written once with the right owner: no `chown -R` layer that
-  would double the environment's size.
-- It runs on a throwaway build environment: the lock's own `python` record and
-  its dependencies (as conda-lock.yml lists them), installed on the host with
-  py-rattler for the container's paths, plus the linux-64 py-rattler wheel of
-  the version this toolkit uses. The build bind-mounts it into the install
-  step only (BuildKit `RUN --mount=type=bind`), so it is in no layer. It is
-  cached under $XDG_CACHE_HOME/hubship/bootstrap, keyed by those packages'
-  hashes and the py-rattler version; py-rattler needs Python >= 3.10, so a
-  lock with an older python is refused.
-- Packages are downloaded inside the install step, not on the host: a
-  rebuild whose environment layer is cached downloads nothing, and a changed
-  lock downloads only the packages the BuildKit cache mount lacks. The mirrors
-  (hub.toml [mirrors] / --mirror) reach the step as a BuildKit secret: they
-  are in no layer, may carry credentials, and do not change the step's cache
-  key (packages are checked by hash, so where they came from does not change
-  the result). The container reaches them over the host's network (the build
-  runs with `--network host`). A file:// mirror cannot be read from inside the
-  build and is refused.
-- Every package's md5 (the explicit lock's) and sha256 (conda-lock.yml's) are
-  checked before anything is linked; see files/install_lock.py. The
-  two lock files must agree package by package, or the build is refused.
-- The build's mounts all live under /opt/hubship, so the only trace they leave
-  in the image is that folder's empty mount points.
-- The install step does not depend on image/: the lock, the installer and the
-  build environment are bind mounts from a `hubship/` folder the engine adds
-  to the build context, ahead of repo2docker's `COPY src/`. A change to a
-  notebook, apt.txt or postBuild therefore reuses the environment layer, and
-  its cache key stays the same for the same lock: the plan is deterministic
-  JSON, the installer is this package's file, and BuildKit hashes the mounted
-  files' contents, not their modification times.
-- conda-meta records the lock's canonical URLs, names, versions, builds, md5
-  and sha256; the explicit lock's `# pip` lines are installed by the
-  environment's own pip with --no-deps --require-hashes.
-- A login-shell script (/etc/profile.d/hubship-env.sh) runs the environment's
-  etc/conda/activate.d scripts, which `conda activate` would have run.
+How the environment gets into the image, and why: docs/design.md#toolingbuildpack.
 """
 
 from __future__ import annotations

@@ -1,47 +1,48 @@
 """`python -m tooling [--config PATH] COMMAND`: the command line of every stage.
 
-Each command lives in its own module here and contributes a subparser through
-`register`. This is the edge of the toolkit: the only place that prints
-results, turns `ToolingError` into one message and an exit code, and reads
-arguments. Stages themselves return typed results.
+Each command lives in its own module here: `register` declares its options,
+`run` runs it. This is the edge of the toolkit: it reads arguments, renders
+the stages' typed results (summaries, Markdown, JUnit), prints them, and
+turns `ToolingError` into one message and an exit code.
+
+A command module imports its stage inside `run`, so that declaring every
+command's options (all `--help` needs) imports no stage, nor the libraries
+the stages use.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 
-from tooling import __version__, log
-from tooling.cli import (
-    build_cmd,
-    bump_cmd,
-    config_cmd,
-    lock_cmd,
-    lock_diff_cmd,
-    pipeline_cmd,
-    push_cmd,
-    runbook_cmd,
-    set_image_cmd,
-    smoke_cmd,
-)
+import tooling
+from tooling import log
 from tooling.errors import ToolingError
 
-# The order of this list is the order of `--help`.
-COMMANDS: list[ModuleType] = [
-    config_cmd,
-    lock_cmd,
-    lock_diff_cmd,
-    build_cmd,
-    smoke_cmd,
-    push_cmd,
-    bump_cmd,
-    set_image_cmd,
-    pipeline_cmd,
-    runbook_cmd,
-]
+# Each command, and the module under tooling.cli that declares and runs it. The order is `--help`'s.
+COMMANDS: dict[str, str] = {
+    "config": "config_cmd",
+    "lock": "lock_cmd",
+    "lock-diff": "lock_diff_cmd",
+    "build": "build_cmd",
+    "test": "smoke_cmd",
+    "push": "push_cmd",
+    "bump": "bump_cmd",
+    "set-image": "set_image_cmd",
+    "pipeline": "pipeline_cmd",
+    "runbook": "runbook_cmd",
+}
+
+
+class _Version(argparse.Action):
+    """argparse's version action, reading the version only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"hubship {tooling.__version__}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,10 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="hub.toml to read (default: $HUBSHIP_CONFIG, else the nearest hub.toml here or above)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="also log every external command line")
-    parser.add_argument("--version", action="version", version=f"hubship {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show program's version number and exit")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMANDS:
-        module.register(subparsers)
+    for module in COMMANDS.values():
+        importlib.import_module(f"tooling.cli.{module}").register(subparsers)
     return parser
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from tooling.build import BuildRequest, BuildResult, Timing, build_image
 from tooling.channels import parse_mirror_options
-from tooling.cli.common import add_command, load, publish_markdown
-from tooling.state import State
+from tooling.cli.common import add_command, load, md_cell, next_command, publish_markdown
+from tooling.state import reports_dir
+
+if TYPE_CHECKING:
+    from tooling.build import BuildResult, Timing
 
 REPORT_NAME = "build.md"
-NEXT_STEP = "python -m tooling test"
 SLOWEST_STEPS = 6
 MEASURABLE_SECONDS = 0.05
 
@@ -53,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
+    from tooling.build import BuildRequest, build_image
+
     config = load(args)
     request = BuildRequest.from_config(
         config,
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     result = build_image(request)
     print(result.reference)
     print(summary(result))
-    publish_markdown(markdown(result), State.load(config.root).reports_dir() / REPORT_NAME)
+    publish_markdown(markdown(result), reports_dir(config.root) / REPORT_NAME)
     return 0
 
 
@@ -119,12 +123,12 @@ def summary(result: BuildResult) -> str:
     lines += [f"  {human_size(layer.size):>9}  {shorten(layer.created_by)}" for layer in result.largest_layers]
     if result.log is not None:
         lines.append(f"Build log: {result.log}")
-    lines.append(f"Next: `{NEXT_STEP}` smoke-tests this image the way JupyterHub starts it.")
+    lines.append(f"Next: `{next_command('build')}` smoke-tests this image the way JupyterHub starts it.")
     return "\n".join(lines)
 
 
 def _cell(text: str) -> str:
-    return shorten(text).replace("|", "\\|")
+    return md_cell(shorten(text))
 
 
 def markdown(result: BuildResult) -> str:
@@ -146,5 +150,5 @@ def markdown(result: BuildResult) -> str:
         parts += [f"| `{_cell(timing.name)}` | {timing.seconds:.1f} |" for timing in slowest_steps(result)]
     parts.append("\n### Largest layers\n\n| Size | Created by |\n|---:|---|")
     parts += [f"| {human_size(layer.size)} | `{_cell(layer.created_by)}` |" for layer in result.largest_layers]
-    parts.append(f"\nNext: `{NEXT_STEP}` smoke-tests this image the way JupyterHub starts it.\n")
+    parts.append(f"\nNext: `{next_command('build')}` smoke-tests this image the way JupyterHub starts it.\n")
     return "\n".join(parts)

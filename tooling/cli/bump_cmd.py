@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from tooling.cli.common import add_command, load
-from tooling.cli.set_image_cmd import add_write_options, report
+from tooling.cli.values_report import add_write_options, report
+from tooling.pipeline import STAGES
 from tooling.state import reports_dir
-from tooling.values import BumpRequest, bump_image_tag
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -38,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
+    from tooling.values import BumpRequest, bump_image_tag
+
     config = load(args)
     request = BumpRequest.from_config(
         config,
@@ -60,4 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _after_bump(environment: str) -> str:
-    return f"deploy {environment}: step 'deploy-{environment}' of `python -m tooling runbook` gives the helm command."
+    """What comes after writing ENV's values: the order's stage that deploys ENV, from the runbook."""
+    deploy = next((stage for stage in STAGES if stage.name == f"deploy-{environment}"), None)
+    if deploy is None:
+        return f"deploy {environment} with these values (`python -m tooling runbook` shows how for the order's hubs)."
+    return f"{deploy.title.lower()}: step '{deploy.name}' of `python -m tooling runbook` gives the helm command."

@@ -6,8 +6,6 @@ import argparse
 import json
 from typing import Any
 
-import tomlkit
-
 from tooling.cli.common import add_command, load
 from tooling.config import HubConfig
 
@@ -37,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
+        import tomlkit
+
         print(f"# Effective configuration of {config.path}")
         print(tomlkit.dumps(data), end="")
     return 0

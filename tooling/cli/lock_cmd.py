@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tooling.channels import parse_mirror_options
-from tooling.cli.common import add_command, load, publish_markdown
-from tooling.config import HubConfig
-from tooling.lock import LockRequest, LockResult, check_lock, describe_counts, lock_environment, shown
-from tooling.solve import ENGINES
+from tooling.cli.common import add_command, load, next_command, next_title, publish_markdown
+from tooling.cli.lock_report import report_markdown, report_table
+from tooling.config import ENGINES, HubConfig
+from tooling.files import shown
 from tooling.state import reports_dir
+
+if TYPE_CHECKING:
+    from tooling.lock import LockRequest, LockResult
 
 REPORT_NAME = "lock.md"
 
@@ -76,6 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def request_from(args: argparse.Namespace, config: HubConfig) -> LockRequest:
+    from tooling.lock import LockRequest
+
     return LockRequest.from_config(
         config,
         spec_files=args.file,
@@ -88,6 +94,8 @@ def request_from(args: argparse.Namespace, config: HubConfig) -> LockRequest:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tooling.lock import check_lock, lock_environment
+
     config = load(args)
     request = request_from(args, config)
     if args.check:
@@ -99,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"lock --check: {verdict.reason}", file=sys.stderr)
         return 1
     result = lock_environment(request)
-    print(result.report.table())
+    print(report_table(result.report))
     print()
     print(summary(result))
     publish_markdown(markdown(result), reports_dir(config.root) / REPORT_NAME)
@@ -107,17 +115,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary(result: LockResult) -> str:
+    from tooling.lock import describe_counts
+
     counts = describe_counts(result.package_counts)
     files = ", ".join(shown(path) for path in (result.lock_file, *result.explicit_files))
     done = f"Wrote {files}" if result.written else f"Unchanged: {files}"
     timing = f"{result.total_seconds:.2f} s, solver {result.solver_seconds:.2f} s, engine {result.engine}"
-    return f"{done} ({counts}; {timing}).\nNext: commit the lock files, then `python -m tooling build`."
+    return f"{done} ({counts}; {timing}).\nNext: commit the lock files, then `{next_command('lock')}`."
 
 
 def markdown(result: LockResult) -> str:
-    body = result.report.markdown(f"Lock: {result.lock_file.name}")
+    body = report_markdown(result.report, f"Lock: {result.lock_file.name}")
     state = "written" if result.written else "unchanged (the solve gave the same lock)"
     return (
         f"{body}\nLock {state}; engine {result.engine}, solver {result.solver_seconds:.1f} s, "
-        f"total {result.total_seconds:.1f} s. Next: commit the lock files, then build the image.\n"
+        f"total {result.total_seconds:.1f} s. Next: commit the lock files, then {next_title('lock')}.\n"
     )

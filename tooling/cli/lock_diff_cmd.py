@@ -5,13 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from conda_lock.lookup import DEFAULT_MAPPING_URL
-
 from tooling.cli.common import add_command, config_path, publish_markdown
+from tooling.cli.lock_report import report_markdown, report_table
 from tooling.errors import ConfigError
-from tooling.lock import parse_spec_files, top_level_specs
-from tooling.lockdiff import diff_locks
-from tooling.lockfile import read_lock
 from tooling.state import reports_dir
 
 REPORT_NAME = "lock-diff.md"
@@ -46,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
+    from conda_lock.lookup import DEFAULT_MAPPING_URL
+
+    from tooling.lock import parse_spec_files, top_level_specs
+    from tooling.lockdiff import diff_locks
+    from tooling.lockfile import read_lock
+
     old, new = read_lock(args.old), read_lock(args.new)
     specs = None
     if args.spec:
@@ -54,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
         )
         specs = top_level_specs(spec)
     report = diff_locks(old, new, old_label=str(args.old), new_label=str(args.new), specs=specs)
-    print(report.table())
-    publish_markdown(report.markdown("Lock changes"), _report_path(args))
+    print(report_table(report))
+    publish_markdown(report_markdown(report, "Lock changes"), _report_path(args))
     return 0
 
 

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     # The pipeline runs the other commands exactly as typed on the command line; the command table
     # imports this module, so the dispatcher is imported when the pipeline runs.
-    from tooling.cli import main  # noqa: PLC0415
+    from tooling.cli import main
 
     config = load(args)
     stages = automated_run(args.start, args.stop)

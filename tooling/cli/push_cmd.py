@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from tooling.cli.common import add_command, load, publish_markdown
-from tooling.push import PushRequest, PushResult, push_image
-from tooling.registry import ENV_PASSWORD, ENV_USERNAME
+from tooling.cli.common import add_command, load, next_command, publish_markdown
+from tooling.config import ENV_PASSWORD, ENV_USERNAME
 from tooling.state import reports_dir
 
+if TYPE_CHECKING:
+    from tooling.push import PushResult
+
 REPORT_NAME = "push.md"
-NEXT_STEP = "python -m tooling bump staging"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
+    from tooling.push import PushRequest, push_image
+
     config = load(args)
     result = push_image(PushRequest.from_config(config, image=args.image))
     print(result.pinned)
@@ -55,7 +59,7 @@ def summary(result: PushResult) -> str:
     return (
         f"{result.source} (image {result.image_id}): {outcome(result)}.\n"
         f"Credentials: {result.credentials}.\n"
-        f"Next: `{NEXT_STEP}` writes this tag into the staging values."
+        f"Next: `{next_command('push')}` writes this tag into the staging values."
     )
 
 
@@ -67,5 +71,5 @@ def markdown(result: PushResult) -> str:
         f"| In the registry | `{result.pinned}` |\n"
         f"| Result | {outcome(result)} |\n"
         f"| Credentials | {result.credentials} |\n\n"
-        f"Next: `{NEXT_STEP}` writes this tag into the staging values.\n"
+        f"Next: `{next_command('push')}` writes this tag into the staging values.\n"
     )

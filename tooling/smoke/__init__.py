@@ -37,22 +37,7 @@ table does not know, or deploy targets whose hubs differ in major version,
 are a configuration error that says to set `jupyterhub_version`. The image
 suits a hub when jupyterhub-singleuser has the hub's major version.
 
-Decisions:
-
-- Containers run the image by its id, so a tag moved during the run cannot
-  change what is tested; reports and the state name the reference given.
-- Problems with the hub's inputs (hub.toml, the lock, environment.yml) and
-  with this machine (no engine, no image, no configurable-http-proxy) stop
-  the stage with one error before any container runs, and record nothing;
-  a missing notebook or tests folder is the image's check failing.
-- A failed run is recorded too (`passed: false`), so the push stage can say
-  the image failed rather than that it was never tested.
-- The stage writes both reports itself, because the state's record names
-  the Markdown report; the command adds the same Markdown to GitHub's job
-  summary.
-- The server check needs the local hub too: jupyterhub-singleuser asks its
-  hub's API for the hub's version before it listens, and exits when no hub
-  answers (see `tooling.smoke.checks`).
+Design notes: docs/design.md#toolingsmoke.
 """
 
 from __future__ import annotations
@@ -62,8 +47,7 @@ import os
 import re
 import secrets
 import time
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -72,7 +56,6 @@ from pathlib import Path
 from tooling.config import HubConfig
 from tooling.docker import Docker
 from tooling.errors import ConfigError, ToolingError
-from tooling.files import write_atomic
 from tooling.lockfile import LOCK_NAME
 from tooling.log import logger, redact, step
 from tooling.smoke.checks import (
@@ -99,7 +82,7 @@ from tooling.smoke.hub import LocalHub, LocalHubSettings, local_hub, require_pro
 from tooling.smoke.hubspawn import CHECK_NAME as HUB_CHECK
 from tooling.smoke.hubspawn import HubCheckSettings, check_hub_spawn
 from tooling.smoke.result import CheckResult, Outcome, run_check
-from tooling.state import State, TestedImage
+from tooling.state import State, TestedImage, reports_dir
 
 PLATFORM = "linux-64"
 REPORT_NAME = "smoke-test.md"
@@ -218,7 +201,7 @@ def _charts(charts: Mapping[str, list[str]]) -> str:
 
 
 def smoke_test(request: SmokeRequest) -> SmokeResult:
-    """Run every check on the image; write the reports; record in the state whether this image passed."""
+    """Run every check on the image; record in the state whether this image passed, and where its report goes."""
     started = time.monotonic()
     state = State.load(request.root)
     reference = _image_reference(request, state)
@@ -239,7 +222,7 @@ def smoke_test(request: SmokeRequest) -> SmokeResult:
             checks = _run_checks(request, target, inputs)
         finally:
             docker.remove_containers(*docker.containers_labelled(target.label))
-    reports = state.reports_dir()
+    reports = reports_dir(request.root)
     result = SmokeResult(
         reference=reference,
         image_id=image.image_id,
@@ -248,8 +231,6 @@ def smoke_test(request: SmokeRequest) -> SmokeResult:
         junit=request.junit or reports / JUNIT_NAME,
         seconds=time.monotonic() - started,
     )
-    write_atomic(result.report, markdown(result))
-    write_atomic(result.junit, junit_xml(result))
     state.record_test(TestedImage(reference, image.image_id, result.passed, str(result.report)))
     return result
 
@@ -389,78 +370,3 @@ def _spawned_containers_left(target: ImageUnderTest) -> list[str]:
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.25)
-
-
-# --- reports -----------------------------------------------------------------------------------
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def markdown(result: SmokeResult) -> str:
-    verdict = "passed" if result.passed else f"FAILED ({len(result.failed)} of {len(result.checks)} checks)"
-    lines = [
-        f"## Smoke test: `{result.reference}` {verdict}\n",
-        f"Image `{result.reference}` (id `{result.image_id}`): {len(result.checks)} checks, {result.seconds:.1f} s.\n",
-        "| Check | Result | Seconds | Why |",
-        "|---|---|---:|---|",
-    ]
-    for check in result.checks:
-        mark = "pass" if check.passed else "**FAIL**"
-        lines.append(f"| {_cell(check.name)} | {mark} | {check.seconds:.1f} | {_cell(check.reason)} |")
-    for check in result.failed:
-        if check.details:
-            lines += ["", f"<details><summary>{_cell(check.name)}: details</summary>\n", "```"]
-            lines += [line.replace("```", "'''") for line in check.details]
-            lines += ["```", "</details>"]
-    lines.append("")
-    lines.append(next_step(result))
-    return "\n".join(lines) + "\n"
-
-
-def next_step(result: SmokeResult) -> str:
-    if result.passed:
-        return "Next: `python -m tooling push` pushes this image; the push stage checks that it passed."
-    return (
-        "Fix the image (or hub.toml), rebuild it with `python -m tooling build`, "
-        "then run `python -m tooling test` again."
-    )
-
-
-def junit_xml(result: SmokeResult) -> str:
-    """A JUnit XML report: one testsuite, one testcase per check, the details as the failure's text."""
-    totals = {
-        "tests": str(len(result.checks)),
-        "failures": str(len(result.failed)),
-        "errors": "0",
-        "skipped": "0",
-        "time": f"{result.seconds:.3f}",
-    }
-    suites = ET.Element("testsuites", {"name": "hubship smoke test", **totals})
-    suite = ET.SubElement(suites, "testsuite", {"name": "smoke-test", **totals})
-    properties = ET.SubElement(suite, "properties")
-    ET.SubElement(properties, "property", {"name": "image", "value": result.reference})
-    ET.SubElement(properties, "property", {"name": "image_id", "value": result.image_id})
-    for check in result.checks:
-        case = ET.SubElement(suite, "testcase", {"classname": "hubship.smoke", "name": check.name})
-        case.set("time", f"{check.seconds:.3f}")
-        if not check.passed:
-            failure = ET.SubElement(case, "failure", {"message": check.reason, "type": "SmokeCheckFailed"})
-            failure.text = "\n".join((check.reason, *check.details))
-        else:
-            ET.SubElement(case, "system-out").text = "\n".join((check.reason, *check.details))
-    ET.indent(suites)
-    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
-
-
-def summary_table(checks: Sequence[CheckResult], width: int = 110) -> str:
-    """One line per check: PASS/FAIL, name, seconds, reason (shortened to fit `width`)."""
-    name_width = max((len(check.name) for check in checks), default=0)
-    lines = []
-    for check in checks:
-        head = f"{'PASS' if check.passed else 'FAIL'}  {check.name:<{name_width}}  {check.seconds:5.1f} s  "
-        room = max(20, width - len(head))
-        reason = check.reason if len(check.reason) <= room else check.reason[: room - 1] + "…"
-        lines.append(head + reason)
-    return "\n".join(lines)

@@ -8,40 +8,8 @@ use no network, except the server check, which uses the host's network on
 a free 127.0.0.1 port. A container that outlives its time is removed by
 name at once; the stage removes every container with its label at the end.
 
-Two ways into the image, on purpose:
-
-- Checks of what the image HOLDS (user, environment vs lock, imports,
-  jupyterhub-singleuser, size) bypass the image's `start` script: the
-  environment is read with `docker cp` from a created (never started)
-  container; commands run in a login shell (`bash -l`), which gives them
-  the PATH and activation scripts a user's server has. So a broken `start`
-  fails only the checks about starting, and each reason names one problem.
-- Checks of how the image RUNS (server start, notebooks, the user's tests)
-  go through the image's ENTRYPOINT (repo2docker's, which runs `start`), as
-  a spawned server, its kernels and its terminals do.
-
-The server check starts `jupyterhub-singleuser` with the environment
-JupyterHub's own Spawner.get_env gives (plus KubeSpawner's JUPYTER_IMAGE),
-the API token passed to docker through its environment, never its argv.
-JUPYTERHUB_API_URL is the local hub's (`tooling.smoke.hub`): the server asks
-its hub's version before it listens, and exits when nothing answers; that
-request needs no token, so the hub need not know this server, and the check
-sees the server alone: its answer under /user/NAME/, or its log.
-
-Import names come from the files each package named in environment.yml
-owns: conda-meta's `files` for conda packages, the `RECORD` of a pip
-package's dist-info. A top-level module (`six.py`, an extension module) or
-a top-level folder with Python files in it, under site-packages, is a name;
-`*.dist-info`, `__pycache__` and names that are not identifiers are not;
-names starting with `_` are left out when the package has public ones
-(pytest's `_pytest`), kept when they are all it has. A named package
-without modules (python, a metapackage such as jupyterhub-singleuser) is
-listed, not failed; a named package the image lacks fails the check.
-environment.yml's names are read with rattler's MatchSpec and packaging's
-Requirement rather than conda-lock's parser, which fetches a PyPI name
-mapping for a `pip:` section. conda-meta records conda packages only, so the
-environment check compares those; the lock's pip lines were installed by
-hash, and a pip package environment.yml names is found by its dist-info.
+Check 6, the hub spawn, is `tooling.smoke.hubspawn`. Why the checks enter the image
+the way they do, and how import names are found: docs/design.md#toolingsmokecheckspy.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nox
 
+nox.needs_version = ">=2026.10.20"
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"
 

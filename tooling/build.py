@@ -4,7 +4,8 @@
 
 1. The lock must be current (`lock --check`), unless `--allow-stale-lock`.
    The explicit lock and conda-lock.yml become the install plan (see
-   `tooling.buildpack`): every package with its md5 and sha256.
+   `tooling.buildpack.plan`): every package with its md5 and sha256. The
+   check hands over conda-lock.yml as it read it: the lock is parsed once.
 2. `image/` (hub.toml [image] context) is copied into a staging folder: the
    build and the tag see the same snapshot, whatever is edited meanwhile.
 3. The Docker engine must answer. The base image must be in the engine; if
@@ -58,13 +59,13 @@ from urllib.parse import urlsplit, urlunsplit
 from tooling import __version__
 from tooling.buildpack import BUILDPACK_VERSION, INSTALLER, MIRRORS_SECRET, installer_files_digest, write_build_files
 from tooling.buildpack.bootstrap import NO_SPACE, default_cache_dir, ensure_bootstrap
-from tooling.buildpack.plan import PLATFORM, RATTLER_DISTRIBUTION, InstallPlan, read_install_plan
+from tooling.buildpack.plan import RATTLER_DISTRIBUTION, InstallPlan, read_install_plan
 from tooling.channels import mirror_prefixes, register_url_secrets
 from tooling.config import HubConfig
 from tooling.docker import Docker, HistoryEntry, LocalImage
 from tooling.errors import CommandFailed, CommandTimedOut, ProgramNotFound, ToolingError
 from tooling.files import sha256_file, write_atomic
-from tooling.images import repository, split_reference
+from tooling.images import IMAGE_PLATFORM, repository, split_reference
 from tooling.lock import LockCheck, LockRequest, check_lock
 from tooling.log import Step, logger, step
 from tooling.proc import run
@@ -126,12 +127,12 @@ class BuildRequest:
         pypi_mapping: str | None = None,
     ) -> BuildRequest:
         """hub.toml's [image], [environment], [mirrors] and [docker]; `mirrors` win over hub.toml's."""
-        config.require_platform(PLATFORM)
+        config.require_platform(IMAGE_PLATFORM)
         lock_request = LockRequest.from_config(config, mirrors=mirrors, pypi_mapping=pypi_mapping)
         return cls(
             root=config.root,
             context=config.file(config.image.context),
-            explicit_lock=lock_request.explicit_file(PLATFORM),
+            explicit_lock=lock_request.explicit_file(IMAGE_PLATFORM),
             lock_request=lock_request,
             registry=config.image.registry,
             name=config.image.name,

@@ -1,4 +1,4 @@
-"""Writing files so that a failed or interrupted run leaves the previous file untouched."""
+"""Writing files so that a failed or interrupted run leaves the previous file untouched; naming them for people."""
 
 from __future__ import annotations
 

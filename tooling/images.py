@@ -7,6 +7,8 @@
 3. `IMAGE_NAME_PART` is one part of a name between slashes; hub.toml's
    `[image] name` is checked with it.
 4. `repository` is REGISTRY/NAME, the reference of `[image]` without a tag.
+5. What every hub user image is: its conda platform and Docker platform, and
+   the notebook user (the build makes it, the smoke test checks it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ _DOMAIN = re.compile(rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?")
 _NAME_PART = re.compile(IMAGE_NAME_PART)
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 MAX_NAME_LENGTH = 255
+
+# The user image: a linux-64 environment, run by the notebook user z2jh's chart runs servers as.
+IMAGE_PLATFORM = "linux-64"
+DOCKER_PLATFORM = "linux/amd64"
+NB_USER = "jovyan"
+NB_UID = 1000
 
 
 def repository(registry: str, name: str) -> str:

@@ -5,8 +5,11 @@
 
 `STAGES` is the only place this order exists. `python -m tooling pipeline`
 runs its automated stages in order, the runbook (`python -m tooling runbook`,
-committed as docs/runbook.md) is rendered from it, and the nox session and
-GitHub workflow call `pipeline` rather than listing stages themselves. Each
+committed as docs/runbook.md) is rendered from it, every command's "Next:"
+line is derived from it (`next_after`, `Stage.command_line`), and the nox
+session and GitHub workflow call `pipeline` rather than listing stages
+themselves. The stages appear here as data (names and command lines): this
+module imports none of them. Each
 stage is a `python -m tooling` command, so a step of the runbook, a nox
 session and a CI step are the same command line.
 

@@ -36,9 +36,10 @@ from typing import Any
 from repo2docker.app import Repo2Docker
 from repo2docker.engine import ContainerEngine
 
-from tooling.buildpack import CONTEXT_FOLDER, DOCKER_PLATFORM, NB_UID, NB_USER, HubshipBuildPack
+from tooling.buildpack import CONTEXT_FOLDER, HubshipBuildPack
 from tooling.docker import Builder, BuildOptions, Docker
 from tooling.errors import ToolingError
+from tooling.images import DOCKER_PLATFORM, NB_UID, NB_USER
 
 
 @dataclass(frozen=True)

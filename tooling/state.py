@@ -119,6 +119,3 @@ class State:
     def passed_smoke_test(self, image_id: str) -> bool:
         result = self.tested.get(image_id)
         return result is not None and result.passed
-
-    def reports_dir(self) -> Path:
-        return self.path.parent / REPORTS_DIR

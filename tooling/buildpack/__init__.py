@@ -22,14 +22,12 @@ from repo2docker.buildpacks.base import BaseImage
 
 from tooling.buildpack.plan import InstallPlan
 from tooling.files import write_atomic
+from tooling.images import NB_UID
 
 # Bump when the Dockerfile this buildpack renders, or what the installer does, changes:
 # it is one of the image tag's inputs.
 BUILDPACK_VERSION = "1"
 
-NB_USER = "jovyan"
-NB_UID = 1000
-DOCKER_PLATFORM = "linux/amd64"
 
 # The folder the engine adds to the build context, and where the install step mounts its parts.
 CONTEXT_FOLDER = "hubship"

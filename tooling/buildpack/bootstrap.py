@@ -30,8 +30,9 @@ from rattler.exceptions import InstallerError
 from rattler.networking import Client, MirrorMiddleware
 
 from tooling.buildpack import BOOTSTRAP_MOUNT, BUILDPACK_VERSION
-from tooling.buildpack.plan import PLATFORM, RATTLER_DISTRIBUTION, CondaPackage, InstallPlan
+from tooling.buildpack.plan import RATTLER_DISTRIBUTION, CondaPackage, InstallPlan
 from tooling.errors import ToolingError
+from tooling.images import IMAGE_PLATFORM
 from tooling.log import step
 from tooling.proc import run
 
@@ -90,7 +91,7 @@ def _install_bootstrap_python(plan: InstallPlan, mirrors: Mapping[str, str], pre
                     records,
                     target_prefix=prefix,
                     cache_dir=Path(package_cache),
-                    platform=rattler.Subdir(PLATFORM),
+                    platform=rattler.Subdir(IMAGE_PLATFORM),
                     alternative_target_prefix=f"{BOOTSTRAP_MOUNT}/env",
                     client=client,
                     show_progress=False,

@@ -19,9 +19,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from tooling.errors import ToolingError
+from tooling.images import IMAGE_PLATFORM
 from tooling.lockfile import RELOCK, LockFileError, file_name, read_lock, split_package_file_name
 
-PLATFORM = "linux-64"
 RATTLER_DISTRIBUTION = "py-rattler"
 
 
@@ -91,12 +91,12 @@ def read_install_plan(explicit_file: Path, lock_file: Path, *, lock: Lockfile | 
     `lock` is conda-lock.yml as the caller already read it (the lock check does), so it is not read again.
     """
     explicit = _read(explicit_file)
-    if explicit.metadata.platforms != [PLATFORM]:
-        raise ToolingError(f"{explicit_file}: a lock for {explicit.metadata.platforms}, not {PLATFORM}; {RELOCK}")
+    if explicit.metadata.platforms != [IMAGE_PLATFORM]:
+        raise ToolingError(f"{explicit_file}: a lock for {explicit.metadata.platforms}, not {IMAGE_PLATFORM}; {RELOCK}")
     full = {
         package.url: package
         for package in (lock if lock is not None else _read(lock_file)).package
-        if package.platform == PLATFORM and package.manager == "conda"
+        if package.platform == IMAGE_PLATFORM and package.manager == "conda"
     }
     conda_packages = tuple(
         _conda_package(entry, full.get(entry.url), explicit_file, lock_file)

@@ -24,11 +24,12 @@
    seconds), the checks that do not need it already run.
 3. Every container this run started is removed at the end (all carry the
    run's label), whether the checks passed, failed or timed out.
-4. Reports: Markdown (a line per check; the failures' details below) and
-   JUnit XML (a testcase per check), written atomically under
-   .hubship/reports/ (the JUnit path can be chosen). The result, passed or
-   not, is recorded in .hubship/state.json under the image's id, which the
-   push stage reads: an image that did not pass is never pushed.
+4. The result, passed or not, is recorded in .hubship/state.json under the
+   image's id, with the path of its Markdown report, which the push stage
+   reads: an image that did not pass is never pushed. The command
+   (`tooling.cli.smoke_cmd`) renders the reports there: Markdown (a line per
+   check; the failures' details below) and JUnit XML (a testcase per check,
+   under .hubship/reports/ unless --junit names a path).
 
 Which JupyterHub: `[smoke] jupyterhub_version` when set, else the one the
 z2jh chart of every `[deploy.*]` table ships (`CHART_HUB_MAJOR`: chart 4.x
@@ -56,6 +57,7 @@ from pathlib import Path
 from tooling.config import HubConfig
 from tooling.docker import Docker
 from tooling.errors import ConfigError, ToolingError
+from tooling.images import IMAGE_PLATFORM
 from tooling.lockfile import LOCK_NAME
 from tooling.log import logger, redact, step
 from tooling.smoke.checks import (
@@ -84,7 +86,6 @@ from tooling.smoke.hubspawn import HubCheckSettings, check_hub_spawn
 from tooling.smoke.result import CheckResult, Outcome, run_check
 from tooling.state import State, TestedImage, reports_dir
 
-PLATFORM = "linux-64"
 REPORT_NAME = "smoke-test.md"
 JUNIT_NAME = "smoke-test.xml"
 # The z2jh chart's major version -> the JupyterHub major version it runs.
@@ -119,7 +120,7 @@ class SmokeRequest:
 
     @classmethod
     def from_config(cls, config: HubConfig, *, image: str | None = None, junit: Path | None = None) -> SmokeRequest:
-        config.require_platform(PLATFORM)
+        config.require_platform(IMAGE_PLATFORM)
         smoke = config.smoke
         return cls(
             root=config.root,
@@ -215,7 +216,7 @@ def smoke_test(request: SmokeRequest) -> SmokeResult:
             "(`docker images` lists them)."
         )
     require_proxy()
-    inputs = _Inputs(*locked_packages(request.lock_file, PLATFORM), spec_names(request.spec_file))
+    inputs = _Inputs(*locked_packages(request.lock_file, IMAGE_PLATFORM), spec_names(request.spec_file))
     target = ImageUnderTest(docker, reference, image, secrets.token_hex(4))
     with step(f"smoke-test {reference} ({len(_check_names(request))} checks)"):
         try:

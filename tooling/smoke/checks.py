@@ -8,8 +8,9 @@ use no network, except the server check, which uses the host's network on
 a free 127.0.0.1 port. A container that outlives its time is removed by
 name at once; the stage removes every container with its label at the end.
 
-Check 6, the hub spawn, is `tooling.smoke.hubspawn`. Why the checks enter the image
-the way they do, and how import names are found: docs/design.md#toolingsmokecheckspy.
+Check 6, the hub spawn, is `tooling.smoke.hubspawn`. Why the checks enter
+the image the way they do, and how import names are found:
+docs/design.md#toolingsmokecheckspy.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ import requests
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from rattler import MatchSpec
+from rattler.exceptions import InvalidMatchSpecError
 
 from tooling.docker import ContainerSpec, Docker, LocalImage, Mount
 from tooling.errors import CommandFailed, CommandTimedOut, ToolingError
+from tooling.images import NB_UID
 from tooling.lockfile import package_build, read_lock
 from tooling.log import register_secret
 from tooling.proc import Completed, free_port
@@ -41,7 +44,6 @@ from tooling.smoke.result import CheckFailed, Outcome
 from tooling.yamlfiles import read_environment_dependencies
 
 RUN_LABEL = "hubship.smoke.run"
-NB_UID = "1000"
 LOG_LINES = 25
 # Bounds of the checks hub.toml has no setting for (seconds).
 QUICK_TIMEOUT = 60.0  # id, sudo, --version, docker cp
@@ -155,7 +157,7 @@ def check_user(target: ImageUnderTest) -> Outcome:
             f"the image runs as root (USER {user}, uid 0); a hub runs user servers as uid {NB_UID}: "
             "end the image as the notebook user (repo2docker does; a postBuild or Dockerfile must not switch back)"
         )
-    if uid != NB_UID:
+    if uid != str(NB_UID):
         raise CheckFailed(
             f"the image runs as uid {uid} (USER {user}); the chart runs user servers as uid {NB_UID}, "
             "so the home folder and the environment would not belong to the user"
@@ -343,7 +345,7 @@ def spec_names(spec_file: Path) -> SpecNames:
 def _conda_name(spec_file: Path, text: str) -> str:
     try:
         return str(MatchSpec(text).name.normalized)
-    except Exception as exc:  # rattler raises its own parse errors
+    except InvalidMatchSpecError as exc:
         raise ToolingError(f"{spec_file}: '{text}' is not a conda spec ({exc}).") from None
 
 

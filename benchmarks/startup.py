@@ -48,7 +48,8 @@ BUDGETS = {"--help": 0.3, "config": 0.3, "pangeo relock": 1.5, "no-op build": 0.
 
 def timed(argv: Sequence[str], env: dict[str, str]) -> float:
     started = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    # From the root folder: `python -m` puts the working directory ahead of PYTHONPATH.
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd="/", check=False)
     seconds = time.monotonic() - started
     if done.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed:\n{done.stderr}")

@@ -137,7 +137,6 @@ class ContainerState:
     status: str  # created, running, exited, dead, ...
     running: bool
     exit_code: int
-    error: str  # docker's own reason when the process could not start
 
 
 def _environment_of(entries: Sequence[str]) -> dict[str, str]:
@@ -331,7 +330,6 @@ class Docker:
             status=str(state.get("Status") or ""),
             running=bool(state.get("Running")),
             exit_code=int(state.get("ExitCode") or 0),
-            error=str(state.get("Error") or ""),
         )
 
     def container_log(self, container: str, lines: int) -> list[str]:

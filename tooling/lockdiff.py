@@ -128,11 +128,11 @@ def diff_locks(
         )
         if old_packages is None or new_packages is None:
             continue
-        context = _Context(old_packages, new_packages, old_specs, new_specs, frozenset(updated), spec_changed)
+        explainer = _ChangeExplainer(old_packages, new_packages, old_specs, new_specs, frozenset(updated), spec_changed)
         changes += [
             change
             for key in sorted(old_packages.keys() | new_packages.keys())
-            if (change := context.change(platform, key))
+            if (change := explainer.change(platform, key))
         ]
     changes.sort(key=lambda c: (c.platform, not c.top_level, KIND_ORDER.index(c.kind), c.manager, c.name))
     resolved = _resolved_specs(new, platforms, new_specs) if old is None else ()
@@ -164,7 +164,7 @@ def _resolved_specs(
 
 
 @dataclass(frozen=True)
-class _Context:
+class _ChangeExplainer:
     old: Mapping[PackageKey, LockedDependency]
     new: Mapping[PackageKey, LockedDependency]
     old_specs: Mapping[PackageKey, str]

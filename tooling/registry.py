@@ -284,7 +284,6 @@ class RemoteManifest:
     """What a registry serves under a tag: its digest, and the image config of each platform."""
 
     digest: str
-    media_type: str
     config_digests: tuple[str, ...]
 
 
@@ -351,8 +350,8 @@ class RegistryClient:
         media_type = str(body.get("mediaType") or response.headers.get("Content-Type", ""))
         if media_type in INDEX_TYPES or "manifests" in body:
             configs = tuple(self._platform_config(name, child) for child in body.get("manifests") or ())
-            return RemoteManifest(digest, media_type, tuple(config for config in configs if config))
-        return RemoteManifest(digest, media_type, (str((body.get("config") or {}).get("digest", "")),))
+            return RemoteManifest(digest, tuple(config for config in configs if config))
+        return RemoteManifest(digest, (str((body.get("config") or {}).get("digest", "")),))
 
     def _platform_config(self, name: str, child: Mapping[str, Any]) -> str:
         response = self._get_manifest(name, str(child.get("digest", "")))

@@ -5,7 +5,7 @@
    the URL to read it from (a mirror, or the canonical URL).
 2. `check_channels` probes each channel (or mirror) for the locked platforms.
 3. `canonical_url` turns a URL the solver read back into the lock's URL.
-4. `mirror_problem` is the one rule for a valid mirror URL, and
+4. `is_mirror_url` is the one rule for a valid mirror URL, and
    `mirror_prefixes` the build's view of the mirrors (http(s) only).
 5. `register_url_secrets` keeps a URL's password and channel token out of
    every message.
@@ -37,15 +37,12 @@ _CHANNEL_TOKEN = re.compile(r"/t/([^/]+)")
 # A mirror is read over http(s), or from a folder (file://) by the lock stage; the build reads packages from
 # inside its container, which cannot see the host's files, so it takes http(s) mirrors only.
 MIRROR_URL_PATTERN = r"^(https?|file)://"
-MIRROR_SCHEMES = ("http://", "https://", "file://")
 BUILD_MIRROR_SCHEMES = ("http://", "https://")
 
 
-def mirror_problem(url: str) -> str:
-    """Why `url` cannot be a mirror ('' when it can): the one rule hub.toml and --mirror share."""
-    if not url.startswith(MIRROR_SCHEMES):
-        return "expected an http(s):// or file:// URL"
-    return ""
+def is_mirror_url(url: str) -> bool:
+    """The one rule for a mirror URL, which hub.toml's [mirrors] (as a pattern) and --mirror share."""
+    return re.match(MIRROR_URL_PATTERN, url) is not None
 
 
 def parse_mirror_options(values: Sequence[str]) -> dict[str, str]:
@@ -53,7 +50,7 @@ def parse_mirror_options(values: Sequence[str]) -> dict[str, str]:
     mirrors = {}
     for value in values:
         name, sep, url = value.partition("=")
-        if not sep or not name or mirror_problem(url):
+        if not sep or not name or not is_mirror_url(url):
             raise ConfigError(f"--mirror {value}: expected NAME=URL with an http(s):// or file:// URL.")
         mirrors[name] = url
     return mirrors

@@ -1,7 +1,24 @@
+import os
+
+import pytest
+
 pytest_plugins = [
     # lock_fixtures first: hub_fixtures imports from it, and pytest rewrites asserts only in plugins it loads itself.
     "tests.lock_fixtures",
     "tests.rig.channel_fixtures",
     "tests.rig.docker_fixtures",
     "tests.rig.hub_fixtures",
+    "tests.rig.engine_guard",
+    "pytester",
 ]
+
+# Set where the tests may run (a GitHub job, a shell that pushed an image): a job summary the tests
+# would append to, registry credentials they would log in with. Tests that want one set it themselves.
+CALLERS_SETTINGS = ("GITHUB_", "HUBSHIP_REGISTRY_")
+
+
+@pytest.fixture(autouse=True)
+def _no_callers_ci_settings_or_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(CALLERS_SETTINGS):
+            monkeypatch.delenv(name)

@@ -45,7 +45,7 @@ from conda_lock.virtual_package import FakeRepoData, virtual_package_repo_from_s
 
 from tooling.config import HubConfig
 from tooling.errors import ConfigError, ToolingError
-from tooling.files import write_atomic
+from tooling.files import write_atomic_together
 from tooling.lockdiff import (
     SPECS_KEY,
     LockFileError,
@@ -424,7 +424,7 @@ def render_lock_files(request: LockRequest, lock: Lockfile) -> dict[Path, str]:
 
 def render_conda_lock_yml(lock: Lockfile) -> str:
     # conda-lock's writer writes to a path; render into a scratch file named as the real one
-    # (its help header names the file), then hand the text to write_atomic.
+    # (its help header names the file), then hand the text to write_atomic_together.
     with tempfile.TemporaryDirectory(prefix="hubship-lock-") as tmp:
         path = Path(tmp) / LOCK_NAME
         write_conda_lock_file(lock.model_copy(deep=True), path, metadata_choices=None)
@@ -447,8 +447,7 @@ def write_lock_files(files: Mapping[Path, str]) -> bool:
     """Replace the files whose content changed; False when all were already current."""
     changed = {path: text for path, text in files.items() if not _holds_text(path, text)}
     with _interrupts_held():
-        for path, text in changed.items():
-            write_atomic(path, text)
+        write_atomic_together(changed)
     return bool(changed)
 
 

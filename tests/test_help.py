@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ast
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -43,3 +45,15 @@ def test_the_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[st
     text = capsys.readouterr().out
     for module in COMMANDS:
         assert f"    {command_name(module)} " in text
+
+
+def test_every_command_is_a_nox_session_of_the_same_name() -> None:
+    """README: "Every command is also a nox session of the same name" (noxfile.py STAGE_COMMANDS)."""
+    noxfile = ast.parse((Path(__file__).resolve().parents[1] / "noxfile.py").read_text(encoding="utf-8"))
+    assignment = next(
+        node
+        for node in noxfile.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "STAGE_COMMANDS" for t in node.targets)
+    )
+    sessions = ast.literal_eval(assignment.value)
+    assert sorted(sessions) == sorted(command_name(module) for module in COMMANDS)

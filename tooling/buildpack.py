@@ -74,9 +74,10 @@ from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from rattler.exceptions import InstallerError
-from rattler.networking import Client, MirrorMiddleware
 from repo2docker.buildpacks.base import BaseImage
 
+# The in-image installer's client, so the build environment reads a mirror the way the image build does.
+from tooling.buildpack_files.install_lock import mirror_client
 from tooling.errors import ToolingError
 from tooling.files import write_atomic
 from tooling.lockdiff import LockFileError, read_lock, split_package_file_name
@@ -379,7 +380,7 @@ def _move_into_place(scratch: Path, folder: Path) -> None:
 
 def _install_bootstrap_python(plan: InstallPlan, mirrors: Mapping[str, str], prefix: Path) -> None:
     records = [_record(package) for package in plan.bootstrap_packages()]
-    client = Client([MirrorMiddleware({k: [v] for k, v in mirrors.items()})]) if mirrors else Client()
+    client = mirror_client({canonical: [mirror] for canonical, mirror in mirrors.items()})
     with tempfile.TemporaryDirectory(prefix="hubship-bootstrap-packages-") as package_cache:
         try:
             asyncio.run(

@@ -1,4 +1,5 @@
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,7 +19,11 @@ CALLERS_SETTINGS = ("GITHUB_", "HUBSHIP_REGISTRY_")
 
 
 @pytest.fixture(autouse=True)
-def _no_callers_ci_settings_or_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(CALLERS_SETTINGS):
-            monkeypatch.delenv(name)
+def _no_callers_ci_settings_or_credentials() -> Iterator[None]:
+    # Its own MonkeyPatch, not the `monkeypatch` fixture: requesting that here would set it up before
+    # every other autouse fixture and undo a test's patches (a dead DOCKER_HOST) only after their teardown.
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith(CALLERS_SETTINGS):
+                patch.delenv(name)
+        yield

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lock_fixtures import CliResult, Hub
+from tests.lock_fixtures import CliResult
 from tests.rig.hub_fixtures import HubCopies, RigHub
 from tests.rig.registry import RunningRegistry
 from tooling.build import BuildResult
@@ -213,10 +213,3 @@ def test_missing_image_folder_is_named(copy_rig_hub: HubCopies, cli: Cli) -> Non
     message = one_error(cli(hub, "build"))
 
     assert f"{hub.root / 'user-image'}: no such folder" in message
-
-
-def test_cli_help_says_what_build_reads_and_writes(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        cli(Hub(Path()), "build", "--help")
-    shown = capsys.readouterr().out
-    assert "Reads:" in shown and "Writes:" in shown and "Example:" in shown

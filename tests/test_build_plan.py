@@ -6,6 +6,7 @@ The plan is read from this repository's own lock (real conda-forge records).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def test_tag_follows_the_base_image(tmp_path: Path) -> None:
     }
 
     assert len(tags) == 3
-    assert all(tag.startswith("img-") and not tag.isdigit() for tag in tags)
+    assert all(re.fullmatch(r"img-[0-9a-f]{12}", tag) for tag in tags)
 
 
 def test_builder_is_buildx_else_built_in_buildkit_of_a_cli_before_23() -> None:

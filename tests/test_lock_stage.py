@@ -223,6 +223,7 @@ def test_a_package_that_provides_singleuser_is_enough(make_hub: Callable[..., Hu
     hub = make_hub(spec=spec)
     result = cli(hub, "lock")
     assert result.code == 0, result.err
+    assert "jupyterhub-singleuser" in {package.name for package in read_lock(hub.lock).package}
 
 
 @contextmanager

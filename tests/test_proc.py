@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tooling import proc
+from tooling.config import ENV_PASSWORD, ENV_USERNAME
 from tooling.errors import CommandFailed, ToolingError
 from tooling.log import register_secret
 
@@ -60,3 +63,42 @@ def test_started_server_is_stopped_by_its_pid(tmp_path: Path) -> None:
     assert server.running()
     server.stop(timeout=5)
     assert not server.running()
+
+
+ENVIRONMENT_DUMP = "import json, os; print(json.dumps(dict(os.environ)))"
+
+
+def test_children_never_inherit_the_toolkits_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """repo2docker, JupyterHub and the proxy run through proc: none of them may see a registry password."""
+    register_secret("mirror-token-5e1d")
+    monkeypatch.setenv("HUBSHIP_REGISTRY_USERNAME", "robot")
+    monkeypatch.setenv("HUBSHIP_REGISTRY_PASSWORD", "registry-pw-9c2b")
+    monkeypatch.setenv("SOME_MIRROR_TOKEN", "mirror-token-5e1d")
+    monkeypatch.setenv("HUBSHIP_ORDINARY_SETTING", "kept")
+
+    lines: list[str] = []
+    proc.stream([sys.executable, "-c", ENVIRONMENT_DUMP], on_line=lines.append)
+    server = proc.start([sys.executable, "-c", ENVIRONMENT_DUMP], log_path=tmp_path / "server.log")
+    server.process.wait(timeout=60)
+    seen = {
+        "run": json.loads(proc.run([sys.executable, "-c", ENVIRONMENT_DUMP]).stdout),
+        "stream": json.loads(lines[0]),
+        "start": json.loads((tmp_path / "server.log").read_text()),
+    }
+    for how, environment in seen.items():
+        assert environment["HUBSHIP_ORDINARY_SETTING"] == "kept", how
+        assert environment["PATH"] == os.environ["PATH"], how
+        assert "HUBSHIP_REGISTRY_USERNAME" not in environment, how
+        assert "HUBSHIP_REGISTRY_PASSWORD" not in environment, how
+        assert "SOME_MIRROR_TOKEN" not in environment, how
+        assert "registry-pw-9c2b" not in json.dumps(environment), how
+
+
+def test_a_caller_hands_a_credential_to_one_child_explicitly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUBSHIP_REGISTRY_PASSWORD", "registry-pw-4a7f")
+    handed = proc.run([sys.executable, "-c", ENVIRONMENT_DUMP], env={"HUBSHIP_REGISTRY_PASSWORD": "registry-pw-4a7f"})
+    assert json.loads(handed.stdout)["HUBSHIP_REGISTRY_PASSWORD"] == "registry-pw-4a7f"
+
+
+def test_the_registry_credentials_variables_are_the_ones_withheld() -> None:
+    assert {ENV_USERNAME, ENV_PASSWORD} <= proc.WITHHELD_VARIABLES

@@ -83,8 +83,9 @@ chart_version = "4.3.3"
 
 DOCKER_WRAPPER = """\
 #!/bin/sh
-# Writes down each docker command line, then runs the real CLI.
+# Writes down each docker command line and the environment it runs in, then runs the real CLI.
 printf '%s\\n' "$*" >> '{log}'
+env >> '{log}.env'
 exec '{program}' "$@"
 """
 
@@ -176,9 +177,9 @@ class Hub:
         return self.argv_log.read_text().splitlines() if self.argv_log.exists() else []
 
     def written_files(self) -> dict[str, str]:
-        """Every file the toolkit may have written: state, reports, the job summary, and docker's argv."""
+        """Every file the toolkit may have written: state, reports, the job summary, docker's argv and environment."""
         files = [path for path in (self.root / ".hubship").rglob("*") if path.is_file()]
-        files += [self.step_summary, self.argv_log]
+        files += [self.step_summary, self.argv_log, Path(f"{self.argv_log}.env")]
         return {str(path): path.read_text(errors="replace") for path in files if path.exists()}
 
     def remove_images(self) -> None:

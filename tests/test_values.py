@@ -705,16 +705,6 @@ def test_bump_into_the_real_common_yaml_is_refused_with_both_lines(
     assert (hub / "deploy/common.yaml").read_bytes() == before
 
 
-def test_help_says_what_bump_and_set_image_read_and_write(capsys: pytest.CaptureFixture[str]) -> None:
-    for command in ("bump", "set-image"):
-        with pytest.raises(SystemExit):
-            main([command, "--help"])
-        out = capsys.readouterr().out
-        assert "Reads:" in out
-        assert "Writes:" in out
-        assert "Example:" in out
-
-
 # ---------------------------------------------------------------- any tag Docker accepts
 
 

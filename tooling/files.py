@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -14,9 +15,34 @@ def write_atomic(path: Path, content: str | bytes) -> None:
     The rename is atomic on POSIX, so readers see the old file or the new one,
     never a mix. An existing file's permissions are kept.
     """
-    data = content.encode() if isinstance(content, str) else content
+    write_atomic_together({path: content})
+
+
+def write_atomic_together(files: Mapping[Path, str | bytes]) -> None:
+    """Write several files that belong together (a lock and its explicit locks): all, or none of them.
+
+    Every new content is written and flushed to disk beside its file first; only
+    then are the files renamed into place, one after the other. A failure while
+    writing (a full disk, an error) leaves every previous file as it was. The
+    renames need no space; should one fail all the same, each file is still a
+    whole one, old or new (`lock --check` reports such a mixed lock).
+    """
+    staged: dict[Path, Path] = {}
+    try:
+        for path, content in files.items():
+            staged[path] = _staged_copy(path, content.encode() if isinstance(content, str) else content)
+        for path, tmp in staged.items():
+            tmp.replace(path)
+    except BaseException:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _staged_copy(path: Path, data: bytes) -> Path:
+    """`data` in a temporary file beside `path`, on disk, with `path`'s permissions (0644 for a new file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o7777 if path.exists() else None
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
@@ -24,14 +50,11 @@ def write_atomic(path: Path, content: str | bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        if mode is not None:
-            tmp.chmod(mode)
-        else:
-            tmp.chmod(0o644)
-        tmp.replace(path)
+        tmp.chmod(mode)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return tmp
 
 
 def sha256_file(path: Path) -> str:

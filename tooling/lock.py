@@ -42,7 +42,7 @@ from conda_lock.virtual_package import FakeRepoData, virtual_package_repo_from_s
 from tooling.channels import channel_sources, check_channels
 from tooling.config import Engine, HubConfig
 from tooling.errors import ConfigError, ToolingError
-from tooling.files import shown, write_atomic
+from tooling.files import shown, write_atomic_together
 from tooling.lockdiff import LockReport, diff_locks
 from tooling.lockfile import (
     CHECKSUM_KEY,
@@ -412,8 +412,7 @@ def write_lock_files(files: Mapping[Path, str]) -> bool:
     """Replace the files whose content changed; False when all were already current."""
     changed = {path: text for path, text in files.items() if not _holds_text(path, text)}
     with _interrupts_held():
-        for path, text in changed.items():
-            write_atomic(path, text)
+        write_atomic_together(changed)
     return bool(changed)
 
 

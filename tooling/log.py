@@ -26,6 +26,11 @@ def register_secret(value: str) -> None:
         _secrets.add(value)
 
 
+def is_secret(value: str) -> bool:
+    """Whether `value` is, as a whole, a registered secret."""
+    return value in _secrets
+
+
 def redact(text: str) -> str:
     for secret in sorted(_secrets, key=len, reverse=True):
         text = text.replace(secret, "********")

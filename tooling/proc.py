@@ -2,7 +2,8 @@
 
 Every call logs its exact command line; a failure raises `CommandFailed`
 carrying the program's own last lines of output. Secrets never go on a
-command line: pass them through `stdin_text`.
+command line: pass them through `stdin_text`. Children inherit this process's
+environment without the toolkit's own credentials (`child_environment`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tooling.errors import CommandFailed, CommandTimedOut, ProgramNotFound
-from tooling.log import logger, redact
+from tooling.log import is_secret, logger, redact
 
 TAIL_LINES = 25
 
@@ -30,12 +31,21 @@ class Completed:
     stderr: str
 
 
-def _environment(env: Mapping[str, str] | None) -> dict[str, str] | None:
-    if env is None:
-        return None
-    merged = dict(os.environ)
-    merged.update(env)
-    return merged
+# Credentials the toolkit itself reads (tooling/registry.py). No program it runs needs them in its
+# environment (`docker login` reads the password on stdin); a caller that must hand one over passes it in `env`.
+WITHHELD_VARIABLES = frozenset({"HUBSHIP_REGISTRY_USERNAME", "HUBSHIP_REGISTRY_PASSWORD"})
+
+
+def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a child, without the toolkit's credentials, plus `env`.
+
+    Left out: WITHHELD_VARIABLES and any variable whose value was registered as a secret
+    (`tooling.log.register_secret`), so repo2docker, JupyterHub or configurable-http-proxy never see them.
+    """
+    inherited = {
+        name: value for name, value in os.environ.items() if name not in WITHHELD_VARIABLES and not is_secret(value)
+    }
+    return {**inherited, **(env or {})}
 
 
 def _not_found(argv: Sequence[str], hint: str) -> ProgramNotFound:
@@ -62,7 +72,7 @@ def run(
     try:
         proc = subprocess.run(
             args,
-            env=_environment(env),
+            env=child_environment(env),
             cwd=cwd,
             input=stdin_text,
             capture_output=True,
@@ -100,7 +110,7 @@ def stream(
     try:
         proc = subprocess.Popen(
             args,
-            env=_environment(env),
+            env=child_environment(env),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -170,7 +180,7 @@ def start(
         try:
             process = subprocess.Popen(
                 args,
-                env=_environment(env),
+                env=child_environment(env),
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,

@@ -27,9 +27,11 @@ from urllib.parse import urlsplit
 
 import rattler
 from rattler.exceptions import InstallerError
-from rattler.networking import Client, MirrorMiddleware
 
 from tooling.buildpack import BOOTSTRAP_MOUNT, BUILDPACK_VERSION
+
+# The in-image installer's client, so the build environment reads a mirror the way the image build does.
+from tooling.buildpack.files.install_lock import mirror_client
 from tooling.buildpack.plan import RATTLER_DISTRIBUTION, CondaPackage, InstallPlan
 from tooling.errors import ToolingError
 from tooling.images import IMAGE_PLATFORM
@@ -83,7 +85,7 @@ def _move_into_place(scratch: Path, folder: Path) -> None:
 
 def _install_bootstrap_python(plan: InstallPlan, mirrors: Mapping[str, str], prefix: Path) -> None:
     records = [_record(package) for package in plan.bootstrap_packages()]
-    client = Client([MirrorMiddleware({k: [v] for k, v in mirrors.items()})]) if mirrors else Client()
+    client = mirror_client({canonical: [mirror] for canonical, mirror in mirrors.items()})
     with tempfile.TemporaryDirectory(prefix="hubship-bootstrap-packages-") as package_cache:
         try:
             asyncio.run(

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -50,9 +51,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from rattler import RepoDataRecord, install
-from rattler.networking import Client, MirrorMiddleware
+from rattler.networking import AddHeadersMiddleware, Client, MirrorMiddleware
 from rattler.package_streaming import download_to_path
 from rattler.platform import Subdir
 
@@ -115,6 +117,37 @@ def read_mirrors(path: Path) -> dict[str, list[str]]:
     return {canonical: [mirror] for canonical, mirror in data.items()}
 
 
+def mirror_client(mirrors: dict[str, list[str]]) -> Client:
+    """py-rattler's HTTP client, sending each canonical channel URL to its mirrors.
+
+    py-rattler's mirror rewrite drops a USER:PASSWORD@ written in a mirror's
+    URL, so a mirror behind basic auth would answer 401. The credentials are
+    taken out of the URL and sent as an Authorization header, by a middleware
+    that runs after the rewrite and only for that mirror's host and path.
+    """
+    if not mirrors:
+        return Client()
+    logins: list[tuple[str, str, str]] = []
+    bare: dict[str, list[str]] = {}
+    for canonical, urls in mirrors.items():
+        bare[canonical] = []
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.username is not None:
+                pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+                header = "Basic " + base64.b64encode(pair.encode()).decode()
+                logins.append((parts.hostname or "", parts.path.rstrip("/") + "/", header))
+            bare[canonical].append(urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])))
+
+    def authorization(host: str, path: str) -> dict[str, str] | None:
+        for login_host, prefix, header in logins:
+            if host == login_host and path.startswith(prefix):
+                return {"Authorization": header}
+        return None
+
+    return Client([MirrorMiddleware(bare), AddHeadersMiddleware(authorization)])
+
+
 # --- fetch and verify --------------------------------------------------------------------
 
 
@@ -163,7 +196,7 @@ async def fetch(client: Client, package: Package, archives: Path, slots: asyncio
 
 
 async def fetch_all(packages: Sequence[Package], mirrors: dict[str, list[str]], archives: Path) -> list[Path]:
-    client = Client([MirrorMiddleware(mirrors)]) if mirrors else Client()
+    client = mirror_client(mirrors)
     slots = asyncio.Semaphore(CONCURRENT_DOWNLOADS)
     results = await asyncio.gather(
         *(fetch(client, package, archives, slots) for package in packages), return_exceptions=True

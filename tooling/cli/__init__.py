@@ -18,6 +18,7 @@ from tooling import __version__, log
 from tooling.cli import (
     build_cmd,
     bump_cmd,
+    check_cmd,
     config_cmd,
     lock_cmd,
     lock_diff_cmd,
@@ -39,6 +40,7 @@ COMMANDS: list[ModuleType] = [
     push_cmd,
     bump_cmd,
     set_image_cmd,
+    check_cmd,
     pipeline_cmd,
     runbook_cmd,
 ]

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.rig.channel_fixtures",
     "tests.rig.docker_fixtures",
     "tests.rig.hub_fixtures",
+    "tests.check_helpers",
 ]

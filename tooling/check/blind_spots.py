@@ -28,7 +28,12 @@ _CPU = Float(allow_none=True)
 
 def memory_bytes(value: Any) -> int | None:
     """Bytes, as KubeSpawner reads mem_limit/mem_guarantee ('8G' is 8 GiB); None when unset."""
-    result: int | None = _MEMORY.validate(None, value)
+    if value is None:
+        return None
+    try:
+        result: int = _MEMORY.validate(None, value)
+    except (TypeError, ValueError) as exc:
+        raise TraitError(f"{value!r} is not a memory size") from exc
     return result
 
 

@@ -188,7 +188,8 @@ def check_object(values: MergedValues, path: KeyPath, item: Any, model: str, nam
                 failure(
                     "volume-field",
                     values.origin(field_path),
-                    f"{dotted(field_path)}: Kubernetes' {model[2:]} has no field '{key}'{suggestion(key, fields)}",
+                    f"{dotted(field_path)}: Kubernetes' {model[2:]} has no field '{key}'"
+                    + suggestion(key, {field.json_name for field in fields.values()}),
                     "use the field names of the Kubernetes API (camelCase); an unknown one is dropped",
                 )
             )

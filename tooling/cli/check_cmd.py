@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from tooling.check import CheckRequest, CheckResult, check_values
 from tooling.check.capacity import gib
@@ -10,6 +11,8 @@ from tooling.check.findings import Finding
 from tooling.check.rules import RULES
 from tooling.cli.common import add_command, load, publish_markdown
 from tooling.config import HubConfig
+from tooling.errors import ToolingError
+from tooling.files import write_atomic
 from tooling.state import reports_dir
 
 
@@ -45,6 +48,37 @@ def run(args: argparse.Namespace) -> int:
             report(config, check_values(CheckRequest.from_config(config, environment, render=args.render))) or failed
         )
     return 1 if failed else 0
+
+
+def values_files(config: HubConfig, environment: str) -> dict[str, bytes]:
+    """The bytes of an environment's values files now, to put back if a change makes them fail the check."""
+    target = config.deploy_target(environment)
+    paths = {config.file(path) for path in target.values} | {config.file(place.file) for place in target.image}
+    return {str(path): path.read_bytes() for path in sorted(paths) if path.is_file()}
+
+
+def refuse_failing_values(config: HubConfig, environment: str, before: dict[str, bytes]) -> None:
+    """Put the values files back as they were and refuse when they now fail `check ENV` (without the render).
+
+    `bump` calls this after writing, so it never leaves a values file that
+    the check (and so the deploy) would refuse.
+    """
+    result = check_values(CheckRequest.from_config(config, environment, render=False))
+    if not result.failed:
+        return
+    for path, content in before.items():
+        if Path(path).read_bytes() != content:
+            write_atomic(Path(path), content)
+    failures = [f"    {f.check} {f.where or '-'}: {f.message}" for f in result.findings if f.failed]
+    raise ToolingError(
+        "\n".join(
+            [
+                f"the {environment} values would fail `python -m tooling check {environment}`; they were left as "
+                "they were. Fix these, then run the command again:",
+                *failures,
+            ]
+        )
+    )
 
 
 def report(config: HubConfig, result: CheckResult) -> bool:

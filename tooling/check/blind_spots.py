@@ -100,7 +100,7 @@ def check_spawner_options(values: MergedValues, names: SpawnerNames) -> list[Fin
                     failure(
                         "kubespawner-option",
                         values.origin(path),
-                        f"{dotted(path)}: KubeSpawner {names.kubespawner_version.split('-')[1]} has no option "
+                        f"{dotted(path)}: KubeSpawner {names.kubespawner_version} has no option "
                         f"'{option}'{suggestion(option, names.traits)}",
                         "use an option name from KubeSpawner's documentation; an unknown one is ignored at spawn",
                     )

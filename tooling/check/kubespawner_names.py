@@ -34,6 +34,7 @@ class ModelField:
 @dataclass(frozen=True)
 class SpawnerNames:
     kubespawner_version: str
+    key: str  # the versions of both packages, the cache's key
     traits: dict[str, str]  # option name -> trait type (ByteSpecification, Float, Unicode, ...)
     models: dict[str, dict[str, ModelField]]  # model -> python attribute -> field
 
@@ -43,23 +44,25 @@ class SpawnerNames:
         return by_attribute | {field.json_name: field for field in by_attribute.values()}
 
 
-def installed_versions() -> str:
-    return f"kubespawner-{version('jupyterhub-kubespawner')}-kubernetes_asyncio-{version('kubernetes_asyncio')}"
+def installed_versions() -> tuple[str, str]:
+    """KubeSpawner's version, and the cache key naming it and kubernetes_asyncio's."""
+    kubespawner = version("jupyterhub-kubespawner")
+    return kubespawner, f"kubespawner-{kubespawner}-kubernetes_asyncio-{version('kubernetes_asyncio')}"
 
 
 def spawner_names(cache_root: Path) -> SpawnerNames:
     """KubeSpawner's option names and the Volume/VolumeMount fields, from the cache or the installed packages."""
-    key = installed_versions()
+    kubespawner, key = installed_versions()
     cached = cache_root / "kubespawner" / f"{key}.json"
     try:
         return _from_json(json.loads(cached.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
-        names = _read_installed(key)
+        names = _read_installed(kubespawner, key)
         write_atomic(cached, json.dumps(_to_json(names), sort_keys=True))
         return names
 
 
-def _read_installed(key: str) -> SpawnerNames:
+def _read_installed(kubespawner: str, key: str) -> SpawnerNames:
     spawner = importlib.import_module("kubespawner").KubeSpawner
     traits = {name: type(trait).__name__ for name, trait in spawner.class_traits(config=True).items()}
     models_module = importlib.import_module("kubernetes_asyncio.client.models")
@@ -75,12 +78,13 @@ def _read_installed(key: str) -> SpawnerNames:
             for attribute, kind in model.openapi_types.items()
         }
         pending.extend(found for kind in model.openapi_types.values() for found in _MODEL_IN_TYPE.findall(kind))
-    return SpawnerNames(key, traits, models)
+    return SpawnerNames(kubespawner, key, traits, models)
 
 
 def _to_json(names: SpawnerNames) -> dict[str, Any]:
     return {
         "kubespawner_version": names.kubespawner_version,
+        "key": names.key,
         "traits": names.traits,
         "models": {
             model: {attribute: [field.json_name, field.kind] for attribute, field in fields.items()}
@@ -92,6 +96,7 @@ def _to_json(names: SpawnerNames) -> dict[str, Any]:
 def _from_json(data: dict[str, Any]) -> SpawnerNames:
     return SpawnerNames(
         data["kubespawner_version"],
+        data["key"],
         dict(data["traits"]),
         {
             model: {attribute: ModelField(*pair) for attribute, pair in fields.items()}

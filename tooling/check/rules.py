@@ -216,7 +216,7 @@ def _shared_data(context: RuleContext) -> list[tuple[bool, object, str]]:
 def _leads_write(context: RuleContext, mount_key: str) -> tuple[bool, object, str]:
     values, group = context.values, context.settings.tutorial_leads_group
     if "group_overrides" not in context.names.traits:
-        return (False, None, f"this KubeSpawner ({context.names.kubespawner_version}) has no group_overrides")
+        return (False, None, f"KubeSpawner {context.names.kubespawner_version} has no group_overrides")
     path: KeyPath = ("hub", "config", "KubeSpawner", "group_overrides")
     for name, override in (values.get(path) or {}).items():
         if not isinstance(override, dict) or group not in (override.get("groups") or []):

@@ -150,3 +150,46 @@ def test_the_wrapped_example_stops_at_the_schema_and_in_helm_too(tmp_path: Path,
     assert (schema.where, schema.message.split(" (")[0]) == ("v.yaml:1", "jupyterhub: unknown key")
     [render] = failed(found, "render")
     assert "additional properties 'jupyterhub' not allowed" in render.message
+
+
+def test_a_wrong_secret_is_reported_without_its_value(tmp_path: Path, standin: Path) -> None:
+    values = "proxy:\n  secretToken: 123456789\n"
+    config = write_hub(tmp_path, {"v.yaml": values}, hub_toml(staging=["v.yaml"]))
+    [finding] = failed(findings(config), "schema")
+    assert finding.where == "v.yaml:2"
+    assert "123456789" not in finding.message
+    assert "got int (not shown: the key may hold a secret)" in finding.message
+
+
+def test_check_needs_an_environment_or_all(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["check"])
+    assert exited.value.code == 2
+    assert "one of the arguments ENV --all is required" in capsys.readouterr().err
+
+
+def test_an_unknown_environment_is_a_hub_toml_problem(
+    tmp_path: Path, standin: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_hub(tmp_path, {"v.yaml": "{}\n"}, hub_toml(staging=["v.yaml"]))
+    assert main(["--config", str(config), "check", "qa"]) == 2
+    assert "no [deploy.qa] table (environments: prod, staging)" in capsys.readouterr().err
+
+
+def test_values_merge_over_the_chart_defaults_exactly_as_helm_coalesces_them() -> None:
+    import helm_python  # noqa: PLC0415 (Helm's own engine, a test dependency)
+
+    from tooling.check.chart import read_chart  # noqa: PLC0415
+    from tooling.check.values_files import merge_files, parse_values  # noqa: PLC0415
+
+    text = (
+        "cull:\n  timeout: null\n  maxAge: 43200\n"  # null deletes a default; a value replaces one
+        "singleuser:\n  cpu: {limit: 4, guarantee: 1.75}\n  image: {tag: img-1}\n"  # maps merge deeply
+        "  profileList: [{display_name: A, kubespawner_override: {image: x:1, mem_limit: null}}]\n"
+        "hub:\n  extraEnv: {A: null, B: '2'}\n"
+    )
+    ours = merge_files(read_chart(CHART_TGZ).defaults, [parse_values(text, "v.yaml")]).data
+    helms = helm_python.Chart.load(str(CHART_TGZ)).merge_values(helm_python.values_from_yaml(text))
+    assert ours == helms
+    assert "timeout" not in ours["cull"]
+    assert ours["singleuser"]["image"]["name"] == "quay.io/jupyterhub/k8s-singleuser-sample"

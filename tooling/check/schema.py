@@ -74,9 +74,19 @@ def _describe(error: Any, values: MergedValues) -> Iterator[Finding]:
     yield failure(
         "schema",
         values.origin(path),
-        f"{dotted(path)}: the schema wants {wanted}; got {error.instance!r}",
+        f"{dotted(path)}: the schema wants {wanted}; got {_shown(path, error.instance)}",
         f"set {dotted(path)} to a value of {wanted}",
     )
+
+
+_SECRET_WORDS = re.compile(r"secret|token|password|key|cookie|crypt", re.IGNORECASE)
+
+
+def _shown(path: KeyPath, value: Any) -> str:
+    """The value for the report, unless its key may hold a secret (then only its type)."""
+    if any(isinstance(step, str) and _SECRET_WORDS.search(step) for step in path):
+        return f"{type(value).__name__} (not shown: the key may hold a secret)"
+    return repr(value)
 
 
 def _extra_keys(error: Any) -> list[str]:

@@ -176,7 +176,7 @@ def merge_files(defaults: Mapping[str, Any], files: Sequence[ValuesFile]) -> Mer
             else:
                 _forget_below(origins, path)
                 origins[path] = [origin]
-    merged = _coalesce(copy.deepcopy(dict(defaults)), user)
+    merged = _coalesce(_without_nulls(copy.deepcopy(dict(defaults))), user, dict(defaults))
     return MergedValues(merged, origins)
 
 
@@ -196,18 +196,21 @@ def _merge_maps(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
-def _coalesce(defaults: dict[str, Any], user: Mapping[str, Any]) -> dict[str, Any]:
+def _coalesce(merged: dict[str, Any], user: Mapping[str, Any], chart: Mapping[str, Any]) -> dict[str, Any]:
+    """`user` over the chart's defaults (`merged` starts as them, nulls dropped): a user null deletes what the
+    chart sets and stays a null where the chart sets nothing, as Helm's coalesce does."""
     for key, value in user.items():
-        if value is None:
-            defaults.pop(key, None)
-        elif isinstance(value, dict) and isinstance(defaults.get(key), dict):
-            defaults[key] = _coalesce(defaults[key], value)
+        if value is None and key in chart:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _coalesce(merged[key], value, chart.get(key) or {})
         else:
-            defaults[key] = _without_nulls(value)
-    return defaults
+            merged[key] = value
+    return merged
 
 
 def _without_nulls(value: Any) -> Any:
+    """The chart's defaults without their nulls: Helm drops them from the values it hands the templates."""
     if isinstance(value, dict):
         return {key: _without_nulls(item) for key, item in value.items() if item is not None}
     return value

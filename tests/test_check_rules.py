@@ -185,3 +185,51 @@ def test_the_standin_lints_the_real_chart_and_refuses_bad_values(standin: Path, 
     assert bad.returncode == 1
     assert bad.stderr.startswith("Error: values don't meet the specifications of the schema(s)")
     assert "additional properties 'guarante' not allowed" in bad.stderr
+
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: none, user: {token: not-a-secret}}]
+contexts: [{name: none, context: {cluster: none, user: none}}]
+current-context: none
+"""
+
+
+@pytest.mark.parametrize(("groups", "read_only"), [(["tutorial-leads"], False), (["participants"], True), ([], True)])
+def test_the_example_gives_tutorial_leads_and_only_them_the_shared_data_read_write_in_kubespawner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, groups: list[str], read_only: bool
+) -> None:
+    """The real KubeSpawner applies the example hub's group_overrides as JupyterHub 5 does before a spawn.
+
+    KubeSpawner reads a kubeconfig when it is created; this one names a port on 127.0.0.1 nothing listens
+    on, and nothing here asks the API anything.
+    """
+    import asyncio  # noqa: PLC0415
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from kubernetes_asyncio.config import kube_config  # noqa: PLC0415
+    from kubespawner import KubeSpawner  # noqa: PLC0415
+    from traitlets.config import Config  # noqa: PLC0415
+
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    # kubernetes_asyncio reads $KUBECONFIG once, when imported.
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "kubeconfig"))
+    values = yaml.safe_load((PROJECT / "deploy" / "common.yaml").read_text())
+    config = Config()
+    # What the chart's jupyterhub_config.py does with these values.
+    config.KubeSpawner.volume_mounts = copy.deepcopy(values["singleuser"]["storage"]["extraVolumeMounts"])
+    config.KubeSpawner.group_overrides = values["hub"]["config"]["KubeSpawner"]["group_overrides"]
+    user = SimpleNamespace(name="ann", id=1, url="/user/ann/", escaped_name="ann", server=None, spawners={},
+                           groups=[SimpleNamespace(name=group) for group in groups])  # fmt: skip
+
+    async def mounts_at_spawn() -> dict[str, Any]:
+        spawner = KubeSpawner(config=config, user=user)  # it makes its API client in the running loop
+        await spawner.apply_group_overrides()
+        mounts: dict[str, Any] = spawner.volume_mounts
+        return mounts
+
+    mounts = asyncio.run(mounts_at_spawn())
+    assert mounts["shared-data"]["readOnly"] is read_only
+    assert mounts["shared-data"]["mountPath"] == "/home/jovyan/shared"

@@ -52,16 +52,14 @@ class Stage:
         return self.manual(config)
 
 
-ZERO_TO_JUPYTERHUB_REPO = "https://hub.jupyter.org/helm-chart/"
-
-
 def helm_upgrade(environment: str) -> Callable[[HubConfig], list[str]]:
     def commands(config: HubConfig) -> list[str]:
         target = config.deploy_target(environment)
         values = " ".join(f"--values {shlex.quote(str(path))}" for path in target.values)
         setup = []
-        if target.chart.startswith("jupyterhub/"):
-            setup = [f"helm repo add jupyterhub {ZERO_TO_JUPYTERHUB_REPO} && helm repo update jupyterhub"]
+        repository, slash, _ = target.chart.partition("/")
+        if slash and not target.chart.startswith(("oci://", ".", "/")) and not target.chart.endswith(".tgz"):
+            setup = [f"helm repo add {repository} {target.chart_repository} && helm repo update {repository}"]
         return [
             *setup,
             f"helm upgrade --install {target.release} {target.chart} --version {target.chart_version} "

@@ -233,3 +233,22 @@ def test_the_example_gives_tutorial_leads_and_only_them_the_shared_data_read_wri
     mounts = asyncio.run(mounts_at_spawn())
     assert mounts["shared-data"]["readOnly"] is read_only
     assert mounts["shared-data"]["mountPath"] == "/home/jovyan/shared"
+
+
+def test_a_failing_check_exits_1_and_writes_the_tables_to_the_job_summary(
+    tmp_path: Path, standin: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    config = hub_with(tmp_path, edited("cull.timeout", 7200))
+    assert main(["--config", str(config), "check", "staging", "--no-render"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("check staging (chart ")
+    assert "1 failed (render skipped)" in out.splitlines()[0]
+    assert "    fix: cull:\n           enabled: true\n           timeout: 3600" in out
+    markdown = summary.read_text()
+    assert markdown == (tmp_path / ".hubship" / "reports" / "check-staging.md").read_text() + "\n"
+    assert "| `idle-culling` | FAIL | v.yaml:" in markdown
+    assert "<pre>cull:<br>  enabled: true<br>  timeout: 3600<br>  every: 300</pre>" in markdown
+    assert "| Capacity | cpu guarantee | memory guarantee | users/node by cpu | by memory | users/node |" in markdown
+    assert "80 users: 20 nodes, 160 node-hours a day." in markdown

@@ -193,3 +193,29 @@ def test_values_merge_over_the_chart_defaults_exactly_as_helm_coalesces_them() -
     assert ours == helms
     assert "timeout" not in ours["cull"]
     assert ours["singleuser"]["image"]["name"] == "quay.io/jupyterhub/k8s-singleuser-sample"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("- a\n- b\n", "v.yaml:1:1: Helm values must be a mapping of keys, not list."),
+        ("a: 1\n---\nb: 2\n", "v.yaml:2:1: a second YAML document starts here; Helm reads only the first"),
+        ("a:\n\tb: 1\n", "v.yaml:2:1: not valid YAML: found character that cannot start any token."),
+    ],
+)
+def test_values_that_are_not_a_values_mapping_are_one_line(
+    tmp_path: Path, standin: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str
+) -> None:
+    config = write_hub(tmp_path, {"v.yaml": text}, hub_toml(staging=["v.yaml"]))
+    assert main(["--config", str(config), "check", "staging", "--no-render"]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {expected}")
+
+
+def test_odd_but_valid_values_are_checked_without_a_crash(tmp_path: Path, standin: Path) -> None:
+    text = (
+        "custom: &loop {self: *loop}\n"  # a YAML cycle
+        "singleuser:\n  extraFiles:\n    notes: {mountPath: /etc/notes.txt, stringData: hello}\n"
+    )
+    config = write_hub(tmp_path, {"v.yaml": text}, hub_toml(staging=["v.yaml"]))
+    found = findings(config)
+    assert [f.message for f in failed(found, "kernel-culling")][0].startswith("no MappingKernelManager")

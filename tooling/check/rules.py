@@ -69,8 +69,10 @@ def _kernel_culling(context: RuleContext) -> list[tuple[bool, object, str]]:
     values, limit = context.values, context.settings.max_idle_timeout
     files = values.get(("singleuser", "extraFiles")) or {}
     for key, spec in files.items() if isinstance(files, dict) else ():
-        mount = str((spec or {}).get("mountPath", ""))
-        manager = ((spec or {}).get("data") or {}).get("MappingKernelManager") if isinstance(spec, dict) else None
+        if not isinstance(spec, dict) or not isinstance(spec.get("data"), dict):
+            continue
+        mount = str(spec.get("mountPath", ""))
+        manager = spec["data"].get("MappingKernelManager")
         if re.search(r"jupyter_server_config(\.d/[^/]+)?\.json$", mount) and isinstance(manager, dict):
             timeout = manager.get("cull_idle_timeout")
             where = _where(

@@ -95,12 +95,22 @@ def parse_values(text: str, label: str) -> ValuesFile:
 def _yaml_error(label: str, exc: yaml.MarkedYAMLError) -> str:
     mark = exc.problem_mark or exc.context_mark
     where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark is not None else label
+    if "another document" in str(exc.problem):
+        return f"{where}: a second YAML document starts here; Helm reads only the first and ignores the rest."
     return f"{where}: not valid YAML: {exc.problem or exc.context}. Fix the file; Helm would refuse it too."
 
 
 def _walk(
-    node: Node, path: KeyPath, label: str, origins: dict[KeyPath, Origin], duplicates: list[DuplicateKey]
+    node: Node,
+    path: KeyPath,
+    label: str,
+    origins: dict[KeyPath, Origin],
+    duplicates: list[DuplicateKey],
+    ancestors: frozenset[int] = frozenset(),
 ) -> None:
+    if id(node) in ancestors:
+        return  # an alias to a node that holds it: YAML allows the cycle, the walk stops there
+    ancestors |= {id(node)}
     if isinstance(node, MappingNode):
         seen: dict[str, Origin] = {}
         for key_node, value_node in node.value:
@@ -113,11 +123,11 @@ def _walk(
             seen[key] = here
             _forget_below(origins, (*path, key))
             origins[(*path, key)] = here
-            _walk(value_node, (*path, key), label, origins, duplicates)
+            _walk(value_node, (*path, key), label, origins, duplicates, ancestors)
     elif isinstance(node, SequenceNode):
         for index, item in enumerate(node.value):
             origins[(*path, index)] = Origin(label, item.start_mark.line + 1)
-            _walk(item, (*path, index), label, origins, duplicates)
+            _walk(item, (*path, index), label, origins, duplicates, ancestors)
 
 
 def _forget_below(origins: MutableMapping[KeyPath, Any], path: KeyPath) -> None:

@@ -218,4 +218,5 @@ def test_odd_but_valid_values_are_checked_without_a_crash(tmp_path: Path, standi
     )
     config = write_hub(tmp_path, {"v.yaml": text}, hub_toml(staging=["v.yaml"]))
     found = findings(config)
-    assert [f.message for f in failed(found, "kernel-culling")][0].startswith("no MappingKernelManager")
+    [kernels] = failed(found, "kernel-culling")
+    assert kernels.message.startswith("no MappingKernelManager")

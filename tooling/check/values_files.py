@@ -106,6 +106,7 @@ def _walk(
     label: str,
     origins: dict[KeyPath, Origin],
     duplicates: list[DuplicateKey],
+    *,
     ancestors: frozenset[int] = frozenset(),
 ) -> None:
     if id(node) in ancestors:
@@ -123,11 +124,11 @@ def _walk(
             seen[key] = here
             _forget_below(origins, (*path, key))
             origins[(*path, key)] = here
-            _walk(value_node, (*path, key), label, origins, duplicates, ancestors)
+            _walk(value_node, (*path, key), label, origins, duplicates, ancestors=ancestors)
     elif isinstance(node, SequenceNode):
         for index, item in enumerate(node.value):
             origins[(*path, index)] = Origin(label, item.start_mark.line + 1)
-            _walk(item, (*path, index), label, origins, duplicates, ancestors)
+            _walk(item, (*path, index), label, origins, duplicates, ancestors=ancestors)
 
 
 def _forget_below(origins: MutableMapping[KeyPath, Any], path: KeyPath) -> None:

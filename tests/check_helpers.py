@@ -27,6 +27,13 @@ def names_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+@pytest.fixture(autouse=True)
+def never_a_helm_from_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test that reaches helm reaches the stand-in, never a helm found on PATH."""
+    monkeypatch.setenv("HUBSHIP_HELM", str(HELM))
+    monkeypatch.setenv("HELM_STANDIN_PYTHON", sys.executable)
+
+
 @pytest.fixture
 def standin(monkeypatch: pytest.MonkeyPatch, names_cache: Path) -> Path:
     """The stand-in is the helm the toolkit runs; never a helm (or kubectl) from PATH."""

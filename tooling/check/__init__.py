@@ -23,14 +23,12 @@ from tooling.check.capacity import Capacity, capacity
 from tooling.check.chart import ChartSource, local_chart, read_chart, require_version
 from tooling.check.findings import Finding, failure
 from tooling.check.kubespawner_names import spawner_names
-from tooling.check.render import NamedImage, image_findings, image_text, parse_key_path, render
+from tooling.check.render import NamedImage, image_findings, image_text, parse_key_path, render, value_at
 from tooling.check.rules import RULES, RuleContext
 from tooling.check.schema import schema_findings
-from tooling.check.values_files import ValuesFile, merge_files, read_values_file
+from tooling.check.values_files import ValuesFile, dotted, merge_files, read_values_file
 from tooling.config import CapacitySettings, CheckSettings, HubConfig
 from tooling.errors import ConfigError
-
-RULE_IDS = tuple(rule.id for rule in RULES)
 
 
 def default_cache_root() -> Path:
@@ -102,17 +100,7 @@ def check_values(request: CheckRequest) -> CheckResult:
     contents = read_chart(chart_path)
     require_version(contents, request.chart, chart_path)
     values = merge_files(contents.defaults, files)
-    findings = [
-        failure(
-            "duplicate-key",
-            f"{dup.first}, {dup.second}",
-            f"{'.'.join(map(str, dup.path))} is set twice in "
-            f"{dup.first.file}: Helm keeps only the second, the first is dropped",
-            "merge the two into one key",
-        )
-        for file in files
-        for dup in file.duplicates
-    ]
+    findings = _duplicate_findings(files)
     if contents.schema is not None:
         findings += schema_findings(contents.schema, values)
     names = spawner_names(request.cache_root)
@@ -129,6 +117,20 @@ def check_values(request: CheckRequest) -> CheckResult:
     return CheckResult(request.environment, request.chart.label, tuple(findings), sizes, request.render)
 
 
+def _duplicate_findings(files: list[ValuesFile]) -> list[Finding]:
+    return [
+        failure(
+            "duplicate-key",
+            f"{duplicate.first}, {duplicate.second}",
+            f"{dotted(duplicate.path)} is set twice in {duplicate.first.file}: Helm keeps only the second, "
+            "the first is dropped",
+            "merge the two into one key",
+        )
+        for file in files
+        for duplicate in file.duplicates
+    ]
+
+
 def _render_findings(request: CheckRequest, chart_path: Path, files: list[ValuesFile]) -> list[Finding]:
     manifests, error = render(
         request.helm, chart_path, request.release, request.namespace, files=request.files, cwd=request.root
@@ -139,15 +141,6 @@ def _render_findings(request: CheckRequest, chart_path: Path, files: list[Values
     for index, path in request.image_places:
         key_path = parse_key_path(path)
         origin = files[index].origins.get(key_path)
-        image = image_text(_value_at(files[index].data, key_path))
+        image = image_text(value_at(files[index].data, key_path))
         named.append(NamedImage(str(origin) if origin else files[index].label, key_path, image))
     return image_findings(manifests, named)
-
-
-def _value_at(data: object, path: tuple[str | int, ...]) -> object:
-    for step in path:
-        if isinstance(step, int):
-            data = data[step] if isinstance(data, list) and step < len(data) else None
-        else:
-            data = data.get(step) if isinstance(data, dict) else None
-    return data

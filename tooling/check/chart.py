@@ -111,7 +111,6 @@ class ChartContents:
     version: str
     defaults: dict[str, Any]
     schema: dict[str, Any] | None
-    label: str  # the chart's values.yaml, for findings about the defaults
 
 
 def read_chart(path: Path) -> ChartContents:
@@ -125,9 +124,7 @@ def read_chart(path: Path) -> ChartContents:
         schema = json.loads(files["values.schema.json"]) if "values.schema.json" in files else None
     except (yaml.YAMLError, ValueError) as exc:
         raise ToolingError(f"{path}: the chart's own files are not valid YAML/JSON: {exc}.") from None
-    return ChartContents(
-        str(meta.get("name", "")), str(meta.get("version", "")), defaults, schema, f"{path}/values.yaml"
-    )
+    return ChartContents(str(meta.get("name", "")), str(meta.get("version", "")), defaults, schema)
 
 
 WANTED = ("Chart.yaml", "values.yaml", "values.schema.json")

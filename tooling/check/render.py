@@ -82,7 +82,8 @@ def hub_values(manifests: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-def _get(data: Any, path: KeyPath) -> Any:
+def value_at(data: Any, path: KeyPath) -> Any:
+    """The value at `path` in plain YAML data, or None where there is none."""
     for step in path:
         if isinstance(step, int):
             data = data[step] if isinstance(data, list) and step < len(data) else None
@@ -97,7 +98,7 @@ def puller_images(manifests: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     for manifest in manifests:
         name = str((manifest.get("metadata") or {}).get("name", ""))
         if manifest.get("kind") == "DaemonSet" and name in PULLERS:
-            containers = _get(manifest, ("spec", "template", "spec", "initContainers")) or []
+            containers = value_at(manifest, ("spec", "template", "spec", "initContainers")) or []
             found[name] = {str(c.get("name")): str(c.get("image")) for c in containers if isinstance(c, dict)}
     return found
 
@@ -109,7 +110,7 @@ def image_findings(manifests: list[dict[str, Any]], named: Sequence[NamedImage])
         return [failure("render", None, "the render has no hub Secret with values.yaml", "render the z2jh chart")]
     findings: list[Finding] = []
     for image in named:
-        landed = image_text(_get(settings, image.path))
+        landed = image_text(value_at(settings, image.path))
         ok = landed == image.image
         what = f"hub Secret {dotted(image.path)}: {landed}" + ("" if ok else f", but the values name {image.image}")
         findings.append(
@@ -124,9 +125,9 @@ def image_findings(manifests: list[dict[str, Any]], named: Sequence[NamedImage])
 
 
 def _puller_findings(manifests: list[dict[str, Any]], settings: dict[str, Any]) -> list[Finding]:
-    wanted = {"image-pull-singleuser": image_text(_get(settings, ("singleuser", "image")))}
-    for index, profile in enumerate(_get(settings, ("singleuser", "profileList")) or []):
-        image = _get(profile, ("kubespawner_override", "image"))
+    wanted = {"image-pull-singleuser": image_text(value_at(settings, ("singleuser", "image")))}
+    for index, profile in enumerate(value_at(settings, ("singleuser", "profileList")) or []):
+        image = value_at(profile, ("kubespawner_override", "image"))
         if image:
             wanted[f"image-pull-singleuser-profilelist-{index}"] = str(image)
     findings: list[Finding] = []

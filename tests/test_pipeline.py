@@ -84,7 +84,7 @@ def test_pipeline_stops_at_the_first_failing_stage(tmp_path: Path, capsys: pytes
     spec.write_text(spec.read_text(encoding="utf-8").replace("  - pandas\n", "  - pandas\n  - scipy\n"))
     assert main(["--config", str(hub / "hub.toml"), "pipeline"]) == 1
     out = capsys.readouterr().out
-    assert "== [1/5] Check the lock: python -m tooling lock --check" in out
+    assert "== [1/6] Check the lock: python -m tooling lock --check" in out
     assert "== [2/5]" not in out
     assert "The pipeline stopped at lock" in out
     assert "python -m tooling pipeline --from lock" in out

@@ -85,7 +85,7 @@ def test_pipeline_stops_at_the_first_failing_stage(tmp_path: Path, capsys: pytes
     assert main(["--config", str(hub / "hub.toml"), "pipeline"]) == 1
     out = capsys.readouterr().out
     assert "== [1/6] Check the lock: python -m tooling lock --check" in out
-    assert "== [2/5]" not in out
+    assert "== [2/6]" not in out
     assert "The pipeline stopped at lock" in out
     assert "python -m tooling pipeline --from lock" in out
 

@@ -220,3 +220,31 @@ def test_odd_but_valid_values_are_checked_without_a_crash(tmp_path: Path, standi
     found = findings(config)
     [kernels] = failed(found, "kernel-culling")
     assert kernels.message.startswith("no MappingKernelManager")
+
+
+@pytest.mark.parametrize(
+    ("chart", "expected"),
+    [
+        ("charts/jupyterhub/jupyterhub", "is neither REPO/NAME, an oci:// reference nor a local path"),
+        ("./charts/missing", "charts/missing: no such folder or .tgz (hub.toml [deploy] chart)"),
+    ],
+)
+def test_a_chart_hub_toml_cannot_name_is_a_hub_toml_problem(
+    tmp_path: Path, standin: Path, capsys: pytest.CaptureFixture[str], chart: str, expected: str
+) -> None:
+    config = write_hub(tmp_path, {"v.yaml": "{}\n"}, hub_toml(staging=["v.yaml"], chart=chart))
+    assert main(["--config", str(config), "check", "staging"]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_a_local_chart_folder_is_used_as_it_is(tmp_path: Path, standin: Path) -> None:
+    folder = tmp_path / "wrapper"
+    shutil.copytree(CHART_TGZ.parent / "jupyterhub-4.3.3" / "jupyterhub", folder)
+    values = "singleuser:\n  image: {name: a/b, tag: img-1}\n  memory: {limit: 8G, guarantee: 9G}\n"
+    config = write_hub(tmp_path, {"v.yaml": values}, hub_toml(staging=["v.yaml"], chart="./wrapper"))
+    found = findings(config, render=True)
+    memory = [f for f in failed(found, "resources") if "memory" in f.message]
+    assert [(f.where, f.message) for f in memory] == [
+        ("v.yaml:3", "default (singleuser): memory guarantee 9 GiB is above its limit 8 GiB")
+    ]
+    assert [f.message for f in found if f.check == "render" and f.where] == ["hub Secret singleuser.image: a/b:img-1"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import shutil
 import sys
 import threading
@@ -27,11 +28,22 @@ def names_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-@pytest.fixture(autouse=True)
-def never_a_helm_from_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test that reaches helm reaches the stand-in, never a helm found on PATH."""
-    monkeypatch.setenv("HUBSHIP_HELM", str(HELM))
-    monkeypatch.setenv("HELM_STANDIN_PYTHON", sys.executable)
+@pytest.fixture(scope="session", autouse=True)
+def never_a_helm_from_path() -> Iterator[None]:
+    """Every test that reaches helm reaches the stand-in, never a helm found on PATH.
+
+    Session-wide and without `monkeypatch`, so it does not change the order in which other tests'
+    fixtures are torn down; a test's own monkeypatch still overrides it.
+    """
+    saved = {name: os.environ.get(name) for name in ("HUBSHIP_HELM", "HELM_STANDIN_PYTHON")}
+    os.environ["HUBSHIP_HELM"] = str(HELM)
+    os.environ["HELM_STANDIN_PYTHON"] = sys.executable
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

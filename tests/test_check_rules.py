@@ -144,6 +144,17 @@ def test_the_2020_resources_give_4_users_per_node_and_20_nodes_for_80() -> None:
     assert priced.cost_per_day == pytest.approx(21 * 8 * 0.384)
 
 
+@pytest.mark.parametrize(
+    ("reserved_cpu", "reserved_memory", "per_node"),
+    [(0.0, "0G", 4), (1.0, "4G", 4), (1.01, "2G", 3), (0.5, "4097M", 3)],
+)
+def test_what_the_node_keeps_decides_users_per_node(reserved_cpu: float, reserved_memory: str, per_node: int) -> None:
+    gib = 1024**3
+    server = Resources("2020", 4.0, 1.75, 8 * gib, 7 * gib, {})
+    settings = CapacitySettings(reserved_cpu=reserved_cpu, reserved_memory=reserved_memory)
+    assert capacity(settings, [server]).rows[0].per_node == per_node
+
+
 def test_an_image_that_lands_other_than_the_values_say_fails_the_render(tmp_path: Path, standin: Path) -> None:
     values = {"singleuser": {"image": {"name": "ghcr.io/example-hub/user-image", "tag": "img-new"}}}
     later = {"singleuser": {"image": {"tag": "img-old"}}}
@@ -252,3 +263,12 @@ def test_a_failing_check_exits_1_and_writes_the_tables_to_the_job_summary(
     assert "<pre>cull:<br>  enabled: true<br>  timeout: 3600<br>  every: 300</pre>" in markdown
     assert "| Capacity | cpu guarantee | memory guarantee | users/node by cpu | by memory | users/node |" in markdown
     assert "80 users: 20 nodes, 160 node-hours a day." in markdown
+
+
+@pytest.mark.parametrize("size", ["32", "1.2.3G", "32GiB"])
+def test_a_node_size_kubespawner_cannot_read_is_a_hub_toml_problem(
+    tmp_path: Path, standin: Path, capsys: pytest.CaptureFixture[str], size: str
+) -> None:
+    config = hub_with(tmp_path, GOOD, f'[capacity]\nnode_memory = "{size}"\n')
+    assert main(["--config", str(config), "check", "staging"]) == 2
+    assert "'capacity.node_memory': string should match pattern" in capsys.readouterr().err

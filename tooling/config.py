@@ -168,7 +168,7 @@ class CheckSettings(_Section):
 
 class CapacitySettings(_Section):
     node_cpu: Annotated[float, Field(gt=0)] = Field(8.0, description="CPUs of one user node")
-    node_memory: Annotated[StrictStr, Field(pattern=r"^[0-9.]+[KMGT]?$")] = Field(
+    node_memory: Annotated[StrictStr, Field(pattern=r"^[0-9]+(\.[0-9]+)?[KMGT]$")] = Field(
         "32G", description="memory of one user node; K, M, G, T are powers of 1024, as KubeSpawner reads them"
     )
     reserved_cpu: Annotated[float, Field(ge=0)] = Field(
@@ -176,7 +176,7 @@ class CapacitySettings(_Section):
         description="CPU the node keeps for itself: the kubelet's reservation plus the DaemonSets every node runs "
         "(kube-proxy, the network plugin, the image puller, a log agent)",
     )
-    reserved_memory: Annotated[StrictStr, Field(pattern=r"^[0-9.]+[KMGT]?$")] = Field(
+    reserved_memory: Annotated[StrictStr, Field(pattern=r"^[0-9]+(\.[0-9]+)?[KMGT]$")] = Field(
         "2G",
         description="memory the node keeps for itself (kubelet and system reservation, eviction threshold, DaemonSets)",
     )

@@ -23,10 +23,10 @@ from tooling.check.capacity import Capacity, capacity
 from tooling.check.chart import ChartSource, local_chart, read_chart, require_version
 from tooling.check.findings import Finding, failure
 from tooling.check.kubespawner_names import spawner_names
-from tooling.check.render import NamedImage, image_findings, image_text, parse_key_path, render, value_at
+from tooling.check.render import NamedImage, image_findings, image_text, parse_key_path, render
 from tooling.check.rules import RULES, RuleContext
 from tooling.check.schema import schema_findings
-from tooling.check.values_files import ValuesFile, dotted, merge_files, read_values_file
+from tooling.check.values_files import ValuesFile, dotted, merge_files, read_values_file, value_at
 from tooling.config import CapacitySettings, CheckSettings, HubConfig
 from tooling.errors import ConfigError
 

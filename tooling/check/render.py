@@ -21,7 +21,7 @@ import yaml
 from tooling import proc
 from tooling.check.chart import HELM_HINT
 from tooling.check.findings import Finding, failure, passed
-from tooling.check.values_files import KeyPath, dotted
+from tooling.check.values_files import KeyPath, dotted, value_at
 
 RENDER_TIMEOUT = 300
 PULLERS = ("continuous-image-puller", "hook-image-puller")
@@ -80,16 +80,6 @@ def hub_values(manifests: list[dict[str, Any]]) -> dict[str, Any] | None:
             loaded = yaml.load(base64.b64decode(data["values.yaml"]), Loader=yaml.CSafeLoader)
             return loaded if isinstance(loaded, dict) else {}
     return None
-
-
-def value_at(data: Any, path: KeyPath) -> Any:
-    """The value at `path` in plain YAML data, or None where there is none."""
-    for step in path:
-        if isinstance(step, int):
-            data = data[step] if isinstance(data, list) and step < len(data) else None
-        else:
-            data = data.get(step) if isinstance(data, dict) else None
-    return data
 
 
 def puller_images(manifests: list[dict[str, Any]]) -> dict[str, dict[str, str]]:

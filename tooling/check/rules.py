@@ -11,10 +11,12 @@ from tooling.check.blind_spots import Resources
 from tooling.check.capacity import Capacity, gib
 from tooling.check.findings import Finding, failure, passed
 from tooling.check.kubespawner_names import SpawnerNames
-from tooling.check.values_files import KeyPath, MergedValues, dotted
+from tooling.check.values_files import KeyPath, MergedValues, dotted, value_at
 from tooling.config import CheckSettings
 
 CHART_DEFAULT = "chart default"
+# One line a rule reports: whether it passed, the file:line (or "chart default"), and what was found.
+Outcome = tuple[bool, object, str]
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class Rule:
     id: str
     why: str
     fix: str
-    check: Callable[[RuleContext], list[tuple[bool, object, str]]]  # (passed, where, what) per finding
+    check: Callable[[RuleContext], list[Outcome]]
 
     def run(self, context: RuleContext) -> list[Finding]:
         return [
@@ -44,10 +46,10 @@ def _where(values: MergedValues, path: KeyPath) -> object:
     return values.origin(path) or CHART_DEFAULT
 
 
-def _idle_culling(context: RuleContext) -> list[tuple[bool, object, str]]:
+def _idle_culling(context: RuleContext) -> list[Outcome]:
     values, limit = context.values, context.settings.max_idle_timeout
     timeout = values.get(("cull", "timeout"))
-    results: list[tuple[bool, object, str]] = []
+    results: list[Outcome] = []
     if values.get(("cull", "enabled")) is not True:
         results.append((False, _where(values, ("cull", "enabled")), "cull.enabled is not true: idle servers run on"))
     elif not isinstance(timeout, int) or timeout <= 0 or timeout > limit:
@@ -65,7 +67,7 @@ def _idle_culling(context: RuleContext) -> list[tuple[bool, object, str]]:
 _CULL_ARG = re.compile(r"--MappingKernelManager\.cull_idle_timeout=(\d+)")
 
 
-def _kernel_culling(context: RuleContext) -> list[tuple[bool, object, str]]:
+def _kernel_culling(context: RuleContext) -> list[Outcome]:
     values, limit = context.values, context.settings.max_idle_timeout
     files = values.get(("singleuser", "extraFiles")) or {}
     for key, spec in files.items() if isinstance(files, dict) else ():
@@ -102,9 +104,9 @@ def _kernel_culling(context: RuleContext) -> list[tuple[bool, object, str]]:
     ]
 
 
-def _resources(context: RuleContext) -> list[tuple[bool, object, str]]:
+def _resources(context: RuleContext) -> list[Outcome]:
     values = context.values
-    results: list[tuple[bool, object, str]] = []
+    results: list[Outcome] = []
     for server in context.resources:
         pairs = (
             ("cpu", server.cpu_guarantee, server.cpu_limit, "cpu_guarantee", "cpu_limit", str),
@@ -130,9 +132,9 @@ def _resources(context: RuleContext) -> list[tuple[bool, object, str]]:
     return results
 
 
-def _capacity(context: RuleContext) -> list[tuple[bool, object, str]]:
+def _capacity(context: RuleContext) -> list[Outcome]:
     capacity, values = context.capacity, context.values
-    results: list[tuple[bool, object, str]] = []
+    results: list[Outcome] = []
     for row, server in zip(capacity.rows, context.resources, strict=True):
         where = _where(values, server.where["mem_guarantee"])
         if row.per_node is None:
@@ -151,7 +153,7 @@ def _capacity(context: RuleContext) -> list[tuple[bool, object, str]]:
     return results
 
 
-def _high_performance(context: RuleContext) -> list[tuple[bool, object, str]]:
+def _high_performance(context: RuleContext) -> list[Outcome]:
     if not context.settings.high_performance_profile:
         return [(True, None, "not asked for in hub.toml [check]")]
     for row, server in zip(context.capacity.rows[1:], context.resources[1:], strict=True):
@@ -181,12 +183,12 @@ def _mounts(values: MergedValues) -> list[tuple[str, KeyPath, dict[str, Any]]]:
     return []
 
 
-def _shared_data(context: RuleContext) -> list[tuple[bool, object, str]]:
+def _shared_data(context: RuleContext) -> list[Outcome]:
     values, volume, group = context.values, context.settings.shared_data_volume, context.settings.tutorial_leads_group
     mounts = [(key, path, mount) for key, path, mount in _mounts(values) if mount.get("name") == volume]
     if not mounts:
         return [(False, None, f"no singleuser.storage.extraVolumeMounts entry mounts volume '{volume}'")]
-    results: list[tuple[bool, object, str]] = []
+    results: list[Outcome] = []
     for key, path, mount in mounts:
         read_only = mount.get("readOnly", mount.get("read_only")) is True
         results.append(
@@ -198,32 +200,33 @@ def _shared_data(context: RuleContext) -> list[tuple[bool, object, str]]:
             )
         )
         results.append(_leads_write(context, key))
-    loaded = values.get(("hub", "config", "JupyterHub", "load_groups")) or {}
-    managed = values.get(("hub", "config", "Authenticator", "manage_groups")) is True
-    results.append(
-        (
-            group in loaded or managed,
-            _where(values, ("hub", "config", "JupyterHub", "load_groups")),
-            f"group '{group}' "
-            + (
-                "is defined"
-                if group in loaded or managed
-                else "is not in hub.config.JupyterHub.load_groups (nor does the authenticator manage groups)"
-            ),
-        )
-    )
+    results.append(_leads_defined(values, group))
     return results
 
 
-def _leads_write(context: RuleContext, mount_key: str) -> tuple[bool, object, str]:
+def _leads_defined(values: MergedValues, group: str) -> Outcome:
+    path: KeyPath = ("hub", "config", "JupyterHub", "load_groups")
+    loaded = values.get(path)
+    managed = values.get(("hub", "config", "Authenticator", "manage_groups")) is True
+    if managed or (isinstance(loaded, dict) and group in loaded):
+        return (True, _where(values, path), f"group '{group}' is defined")
+    return (
+        False,
+        _where(values, path),
+        f"group '{group}' is not in {dotted(path)} (nor does the authenticator manage groups)",
+    )
+
+
+def _leads_write(context: RuleContext, mount_key: str) -> Outcome:
     values, group = context.values, context.settings.tutorial_leads_group
     if "group_overrides" not in context.names.traits:
         return (False, None, f"KubeSpawner {context.names.kubespawner_version} has no group_overrides")
     path: KeyPath = ("hub", "config", "KubeSpawner", "group_overrides")
-    for name, override in (values.get(path) or {}).items():
+    overrides = values.get(path)
+    for name, override in overrides.items() if isinstance(overrides, dict) else ():
         if not isinstance(override, dict) or group not in (override.get("groups") or []):
             continue
-        mount = ((override.get("spawner_override") or {}).get("volume_mounts") or {}).get(mount_key)
+        mount = value_at(override, ("spawner_override", "volume_mounts", mount_key))
         if isinstance(mount, dict) and mount.get("readOnly", mount.get("read_only")) is False:
             return (True, _where(values, (*path, name)), f"group '{group}' gets volume mount '{mount_key}' read-write")
     return (
@@ -242,7 +245,7 @@ def _image_problem(image: str) -> str | None:
     return "is tagged latest" if tag == "latest" else None
 
 
-def _image_pinned(context: RuleContext) -> list[tuple[bool, object, str]]:
+def _image_pinned(context: RuleContext) -> list[Outcome]:
     values = context.values
     name, tag = values.get(("singleuser", "image", "name")), values.get(("singleuser", "image", "tag"))
     images: list[tuple[KeyPath, str]] = [(("singleuser", "image", "tag"), f"{name}:{tag}" if tag else str(name))]
@@ -250,7 +253,7 @@ def _image_pinned(context: RuleContext) -> list[tuple[bool, object, str]]:
         image = ((profile or {}).get("kubespawner_override") or {}).get("image")
         if image:
             images.append((("singleuser", "profileList", index, "kubespawner_override", "image"), str(image)))
-    results: list[tuple[bool, object, str]] = []
+    results: list[Outcome] = []
     for path, image in images:
         problem = _image_problem(image)
         results.append((problem is None, _where(values, path), f"{dotted(path)}: {image} " + (problem or "is pinned")))

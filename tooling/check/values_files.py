@@ -163,16 +163,9 @@ class MergedValues:
                 return Origins(tuple(found))
         return None
 
-    def get(self, path: KeyPath, default: Any = None) -> Any:
-        value: Any = self.data
-        for step in path:
-            if isinstance(step, int):
-                if not isinstance(value, list) or step >= len(value):
-                    return default
-            elif not isinstance(value, dict) or step not in value:
-                return default
-            value = value[step]
-        return value
+    def get(self, path: KeyPath) -> Any:
+        """The merged value at `path`, or None where there is none."""
+        return value_at(self.data, path)
 
 
 def merge_files(defaults: Mapping[str, Any], files: Sequence[ValuesFile]) -> MergedValues:
@@ -225,3 +218,13 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _without_nulls(item) for key, item in value.items() if item is not None}
     return value
+
+
+def value_at(data: Any, path: KeyPath) -> Any:
+    """The value at `path` in plain YAML data, or None where there is none."""
+    for step in path:
+        if isinstance(step, int):
+            data = data[step] if isinstance(data, list) and step < len(data) else None
+        else:
+            data = data.get(step) if isinstance(data, dict) else None
+    return data

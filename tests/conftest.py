@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.rig.hub_fixtures",
     "tests.rig.engine_guard",
     "pytester",
+    "tests.check_helpers",
 ]
 
 # Set where the tests may run (a GitHub job, a shell that pushed an image): a job summary the tests

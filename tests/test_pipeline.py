@@ -21,9 +21,11 @@ def test_the_order_is_the_documented_one() -> None:
         "test",
         "push",
         "bump-staging",
+        "check-staging",
         "deploy-staging",
         "verify-staging",
         "promote",
+        "check-prod",
         "deploy-prod",
         "verify-prod",
     )
@@ -48,8 +50,9 @@ def test_runbook_gives_helm_commands_from_hub_toml() -> None:
         "helm upgrade --install hub-staging jupyterhub/jupyterhub --version 4.3.3 --namespace hub-staging "
         "--create-namespace --values deploy/common.yaml --values deploy/staging.yaml" in text
     )
-    assert text.index("## 5. Bump staging") < text.index("## 6. Deploy staging (manual)")
-    assert text.index("## 7. Verify staging") < text.index("## 8. Promote to prod")
+    assert text.index("## 5. Bump staging") < text.index("## 6. Check the staging values")
+    assert text.index("## 6. Check the staging values") < text.index("## 7. Deploy staging (manual)")
+    assert text.index("## 9. Promote to prod") < text.index("## 10. Check the prod values")
 
 
 def test_automated_run_stops_before_the_first_manual_stage() -> None:
@@ -59,8 +62,9 @@ def test_automated_run_stops_before_the_first_manual_stage() -> None:
         "test",
         "push",
         "bump-staging",
+        "check-staging",
     ]
-    assert [stage.name for stage in automated_run("promote", "verify-prod")] == ["promote"]
+    assert [stage.name for stage in automated_run("promote", "verify-prod")] == ["promote", "check-prod"]
     assert automated_run("deploy-staging", "verify-prod") == []
     assert all(stage.automated == bool(stage.command) for stage in STAGES)
 
@@ -80,8 +84,8 @@ def test_pipeline_stops_at_the_first_failing_stage(tmp_path: Path, capsys: pytes
     spec.write_text(spec.read_text(encoding="utf-8").replace("  - pandas\n", "  - pandas\n  - scipy\n"))
     assert main(["--config", str(hub / "hub.toml"), "pipeline"]) == 1
     out = capsys.readouterr().out
-    assert "== [1/5] Check the lock: python -m tooling lock --check" in out
-    assert "== [2/5]" not in out
+    assert "== [1/6] Check the lock: python -m tooling lock --check" in out
+    assert "== [2/6]" not in out
     assert "The pipeline stopped at lock" in out
     assert "python -m tooling pipeline --from lock" in out
 

@@ -1,9 +1,11 @@
-"""The whole automated order on the rig: lock check, build, smoke test, push, bump staging.
+"""The whole automated order on the rig: lock check, build, smoke test, push, bump staging, check staging.
 
 One `python -m tooling pipeline` on a copy of this hub: the real stages, in
 the order `tooling/pipeline.py` defines, against the rig's channel, base
 image, Docker engine, registry and a real JupyterHub. The staging values
 then hold the tag the registry serves, and prod is untouched until promoted.
+The check pulls the real chart from a chart repository on 127.0.0.1 and
+renders it with the helm stand-in (Helm's own engine).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import tomlkit
 
 from tests.rig.hub_fixtures import HubCopies
 from tests.rig.registry import RunningRegistry
@@ -27,16 +30,26 @@ def image_at(root: Path, file: str, path: str) -> str:
 
 
 def test_pipeline_takes_a_change_from_lock_to_staging_then_promotes_it(
-    copy_rig_hub: HubCopies, registry: RunningRegistry, capsys: pytest.CaptureFixture[str]
+    copy_rig_hub: HubCopies,
+    registry: RunningRegistry,
+    standin: Path,
+    chart_repo: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     hub = copy_rig_hub("pipeline", registry=registry.address)
+    document = tomlkit.parse(hub.config.read_text(encoding="utf-8"))
+    for environment in ("staging", "prod"):
+        document["deploy"][environment]["chart_repository"] = chart_repo
+    hub.config.write_text(tomlkit.dumps(document), encoding="utf-8")
     config = str(hub.config)
     prod_before = (hub.root / "deploy" / "prod.yaml").read_bytes()
 
     assert main(["--config", config, "pipeline"]) == 0
     out = capsys.readouterr().out
-    for number, title in enumerate(["Check the lock", "Build the image", "Smoke-test", "Push", "Bump staging"], 1):
-        assert f"== [{number}/5] {title}" in out
+    titles = ["Check the lock", "Build the image", "Smoke-test", "Push", "Bump staging", "Check the staging values"]
+    for number, title in enumerate(titles, 1):
+        assert f"== [{number}/6] {title}" in out
+    assert "check staging (chart jupyterhub/jupyterhub 4.3.3): all passed" in out
     assert "Next: Deploy staging (manual):" in out
     assert "helm upgrade --install hub-staging" in out
 
@@ -44,11 +57,11 @@ def test_pipeline_takes_a_change_from_lock_to_staging_then_promotes_it(
     assert state.pushed is not None and state.built is not None
     assert state.passed_smoke_test(state.built.image_id)
     name, tag = state.pushed.reference.rsplit(":", 1)
-    assert image_at(hub.root, "deploy/staging.yaml", "jupyterhub.singleuser.image") == state.pushed.reference
+    assert image_at(hub.root, "deploy/staging.yaml", "singleuser.image") == state.pushed.reference
     tags = registry.request(f"/v2/{name.split('/', 1)[1]}/tags/list").json()
     assert tags == {"name": name.split("/", 1)[1], "tags": [tag]}
     assert (hub.root / "deploy" / "prod.yaml").read_bytes() == prod_before
     copy_rig_hub.built.append(state.pushed.reference)
 
     assert main(["--config", config, "pipeline", "--from", "promote", "--to", "verify-prod"]) == 0
-    assert image_at(hub.root, "deploy/prod.yaml", "jupyterhub.singleuser.image") == state.pushed.reference
+    assert image_at(hub.root, "deploy/prod.yaml", "singleuser.image") == state.pushed.reference

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from tests.check_helpers import CHART_TGZ
 from tooling import yamledit
 from tooling.cli import main
 from tooling.errors import ToolingError
@@ -24,6 +25,7 @@ from tooling.values import ImageTarget, set_image
 from tooling.yamledit import parse_path
 
 REAL_HUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "icesat-2020" / "hub"
+PROJECT = Path(__file__).resolve().parents[1]
 PROFILE_IMAGE = "jupyterhub.singleuser.profileList[0].kubespawner_override.image"
 NEW = "127.0.0.1:5000/icesat/user-image:img-3f2a"
 
@@ -548,7 +550,7 @@ def test_command_line_refusals_are_one_message_without_traceback(
     assert captured.out == ""
 
 
-HUB_TOML = """\
+HUB_TOML = f"""\
 [image]
 registry = "127.0.0.1:5000"
 name = "hub/user-image"
@@ -556,47 +558,51 @@ name = "hub/user-image"
 [deploy.staging]
 values = ["deploy/common.yaml", "deploy/staging.yaml"]
 image = [
-  { file = "deploy/staging.yaml", path = "jupyterhub.singleuser.image" },
-  { file = "deploy/staging.yaml", path = "jupyterhub.singleuser.profileList[0].kubespawner_override.image" },
+  {{ file = "deploy/staging.yaml", path = "singleuser.image" }},
+  {{ file = "deploy/staging.yaml", path = "singleuser.profileList[0].kubespawner_override.image" }},
 ]
 release = "hub-staging"
 namespace = "hub-staging"
+chart = "{CHART_TGZ}"
 chart_version = "4.3.3"
 
 [deploy.prod]
 values = ["deploy/common.yaml", "deploy/prod.yaml"]
-image = [{ file = "deploy/prod.yaml", path = "jupyterhub.singleuser.image" }]
+image = [{{ file = "deploy/prod.yaml", path = "singleuser.image" }}]
 release = "hub-prod"
 namespace = "hub-prod"
+chart = "{CHART_TGZ}"
 chart_version = "4.3.3"
 """
 
 STAGING = """\
-jupyterhub:
-  singleuser:
-    image:
-      name: 127.0.0.1:5000/hub/user-image
-      tag: "img-000" # written by bump
-    profileList:
-      - display_name: Default
-        kubespawner_override:
-          image: 127.0.0.1:5000/hub/user-image:img-000
+singleuser:
+  image:
+    name: 127.0.0.1:5000/hub/user-image
+    tag: "img-000" # written by bump
+  profileList:
+    - display_name: Default
+      kubespawner_override:
+        image: 127.0.0.1:5000/hub/user-image:img-000
+    - display_name: Whole node
+      kubespawner_override: {cpu_guarantee: 7, cpu_limit: 8, mem_guarantee: 28G, mem_limit: 30G}
 """
 
 PROD = """\
 # prod gets its image from staging only
-jupyterhub:
-  singleuser:
-    image:
-      name: 127.0.0.1:5000/hub/user-image
-      tag: "img-000"
+singleuser:
+  image:
+    name: 127.0.0.1:5000/hub/user-image
+    tag: "img-000"
 """
 
 
 @pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, standin: Path) -> Path:
+    """A hub whose values pass `check` (bump refuses values that fail it), on the real chart."""
     (tmp_path / "deploy").mkdir()
     write(tmp_path, HUB_TOML, "hub.toml")
+    shutil.copyfile(PROJECT / "deploy" / "common.yaml", tmp_path / "deploy" / "common.yaml")
     write(tmp_path, STAGING, "deploy/staging.yaml")
     write(tmp_path, PROD, "deploy/prod.yaml")
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
@@ -629,7 +635,7 @@ def test_bump_writes_the_last_pushed_tag_everywhere_hub_toml_names(
         "### bump staging: `127.0.0.1:5000/hub/user-image:img-3f2a`\n\n"
         "Image from the last push (127.0.0.1:5000/hub/user-image:img-3f2a@sha256:"
     )
-    assert "| `deploy/staging.yaml:9` | `jupyterhub.singleuser.profileList[0].kubespawner_override.image` |" in report
+    assert "| `deploy/staging.yaml:8` | `singleuser.profileList[0].kubespawner_override.image` |" in report
     assert "step 'deploy-staging' of `python -m tooling runbook`" in report
     assert summary.read_text().startswith(report.rstrip("\n"))
 
@@ -650,7 +656,7 @@ def test_bump_refuses_a_push_to_another_repository(hub: Path, capsys: pytest.Cap
 
 def test_bump_with_a_tag_and_check(hub: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert bump(hub, "prod", "--tag", "20200605", "--check") == 1
-    assert '+      tag: "20200605"' in capsys.readouterr().out
+    assert '+    tag: "20200605"' in capsys.readouterr().out
     assert (hub / "deploy/prod.yaml").read_text() == PROD
     assert not (hub / ".hubship/reports/bump-prod.md").exists()
     assert bump(hub, "prod", "--tag", "img-000", "--check") == 0
@@ -672,8 +678,20 @@ def test_bump_from_env_refuses_an_unquoted_numeric_tag(hub: Path, capsys: pytest
     write(hub, STAGING.replace('"img-000"', "2020.06"), "deploy/staging.yaml")
     assert bump(hub, "prod", "--from-env", "staging") == 1
     err = capsys.readouterr().err
-    assert "deploy/staging.yaml:5: jupyterhub.singleuser.image.tag is written unquoted as 2020.06" in err
+    assert "deploy/staging.yaml:4: singleuser.image.tag is written unquoted as 2020.06" in err
     assert "reads as a float" in err
+
+
+def test_bump_refuses_to_leave_values_that_fail_the_check(hub: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = hub / "deploy/common.yaml"
+    common.write_text(common.read_text().replace("  timeout: 3600\n  every: 300", "  timeout: 86400\n  every: 300"))
+    assert bump(hub, "staging", "--tag", "img-1") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the staging values would fail `python -m tooling check staging`; they were left as")
+    assert "idle-culling deploy/common.yaml:" in err
+    assert "cull.timeout 86400 s; at most 3600 s" in err
+    assert (hub / "deploy/staging.yaml").read_text() == STAGING
+    assert not (hub / ".hubship/reports/bump-staging.md").exists()
 
 
 def test_bump_refuses_unknown_environments_and_copying_onto_itself(

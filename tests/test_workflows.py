@@ -19,6 +19,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from tooling.build import TagInputs
+from tooling.cli import build_parser
 from tooling.config import load_config
 from tooling.pipeline import STAGE_NAMES, STAGES
 
@@ -139,7 +140,8 @@ def stage_invocations(job: dict[str, Any]) -> list[tuple[int, int]]:
 
 
 def pipeline_range(arguments: list[str]) -> tuple[int, int]:
-    start, stop = "lock", "bump-staging"
+    defaults = build_parser().parse_args(["pipeline"])
+    start, stop = defaults.start, defaults.stop
     for option, value in itertools.pairwise(arguments):
         if option == "--from":
             start = value
@@ -164,7 +166,7 @@ def needed_permissions(job: dict[str, Any]) -> dict[str, str]:
             uses_app_token = name == PULL_REQUEST_ACTION and "token" in step.get("with", {})
             for scope, level in ({} if uses_app_token else ACTION_NEEDS[name]).items():
                 need(scope, level)
-    if any(last >= PUSH_STAGE for _, last in stage_invocations(job)):
+    if any(first <= PUSH_STAGE <= last for first, last in stage_invocations(job)):
         need("packages", "write")
     return needed
 
@@ -295,7 +297,7 @@ def test_workflows_run_the_stages_in_pipelines_order(path: Path) -> None:
 def test_the_stage_order_check_sees_the_pipeline_calls() -> None:
     workflow = dict(jobs(IMAGE))
     assert stage_invocations(workflow["check"]) == [(0, STAGE_NAMES.index("test"))]
-    assert stage_invocations(workflow["release"]) == [(0, STAGE_NAMES.index("bump-staging"))]
+    assert stage_invocations(workflow["release"]) == [(0, STAGE_NAMES.index("check-staging"))]
     out_of_order = {"steps": [{"run": "python -m nox -s build"}, {"run": "python -m tooling lock"}]}
     assert stage_invocations(out_of_order) == [(1, 1), (0, 0)]
 

@@ -116,7 +116,7 @@ class SmokeSettings(_Section):
 
 class ImageLocation(_Section):
     file: Path = Field(description="values file that holds the image")
-    path: Name = Field(description="YAML path of the image in that file, e.g. 'jupyterhub.singleuser.image'")
+    path: Name = Field(description="YAML path of the image in that file, e.g. 'singleuser.image'")
 
 
 class DeploySettings(_Section):
@@ -124,8 +124,74 @@ class DeploySettings(_Section):
     image: list[ImageLocation] = Field(description="where the image is written in the values files", min_length=1)
     release: Name = Field(description="Helm release name")
     namespace: Name = Field(description="Kubernetes namespace")
-    chart: Name = Field("jupyterhub/jupyterhub", description="chart to deploy")
+    chart: Name = Field(
+        "jupyterhub/jupyterhub",
+        description="chart to deploy: REPO/NAME (from chart_repository), an oci://HOST/PATH/NAME reference, or a "
+        "local chart folder or .tgz (a path starting with '.' or '/', or ending in .tgz; for wrapper charts)",
+    )
     chart_version: Name = Field(description="chart version, a string such as '4.2.0'")
+    chart_repository: Name = Field(
+        "https://hub.jupyter.org/helm-chart/",
+        description="URL of the chart repository a REPO/NAME chart is pulled from (unused for oci:// and local charts)",
+        pattern=r"^(https?|file)://",
+    )
+
+
+class HelmSettings(_Section):
+    cli: Name = Field("helm", description="helm CLI to run (Helm 3.13+ or 4). HUBSHIP_HELM overrides it")
+
+
+Seconds = Annotated[StrictInt, Field(ge=0)]
+RuleId = Annotated[
+    StrictStr,
+    Field(
+        pattern="^(idle-culling|kernel-culling|resources|capacity|high-performance-profile|shared-data|image-pinned)$"
+    ),
+]
+
+
+class CheckSettings(_Section):
+    max_idle_timeout: Annotated[StrictInt, Field(gt=0)] = Field(
+        3600, description="longest cull.timeout (and kernel cull_idle_timeout) allowed, in seconds"
+    )
+    max_age: Seconds = Field(
+        0, description="nightly policy: cull.maxAge must be set and at most this many seconds (0: no such policy)"
+    )
+    high_performance_profile: StrictBool = Field(
+        True, description="require a profile whose guarantees give one user a node to itself"
+    )
+    tutorial_leads_group: Name = Field(
+        "tutorial-leads", description="JupyterHub group that gets the shared data read-write"
+    )
+    shared_data_volume: Name = Field(
+        "shared-data", description="name of the volume everyone reads and only the tutorial leads write"
+    )
+    waive: dict[RuleId, Annotated[StrictStr, Field(min_length=1)]] = Field(
+        {}, description="rule id -> the reason this hub does without the rule; the report shows both"
+    )
+
+
+class CapacitySettings(_Section):
+    node_cpu: Annotated[float, Field(gt=0)] = Field(8.0, description="CPUs of one user node")
+    node_memory: Annotated[StrictStr, Field(pattern=r"^[0-9]+(\.[0-9]+)?[KMGT]$")] = Field(
+        "32G", description="memory of one user node; K, M, G, T are powers of 1024, as KubeSpawner reads them"
+    )
+    reserved_cpu: Annotated[float, Field(ge=0)] = Field(
+        0.5,
+        description="CPU the node keeps for itself: the kubelet's reservation plus the DaemonSets every node runs "
+        "(kube-proxy, the network plugin, the image puller, a log agent)",
+    )
+    reserved_memory: Annotated[StrictStr, Field(pattern=r"^[0-9]+(\.[0-9]+)?[KMGT]$")] = Field(
+        "2G",
+        description="memory the node keeps for itself (kubelet and system reservation, eviction threshold, DaemonSets)",
+    )
+    users: Annotated[StrictInt, Field(gt=0)] = Field(80, description="users expected on the hub at the same time")
+    hours_per_day: Annotated[float, Field(gt=0, le=24)] = Field(
+        8.0, description="hours a day that many users are on the hub (a workshop day)"
+    )
+    price_per_node_hour: Annotated[float, Field(ge=0)] = Field(
+        0.0, description="price of one node for an hour, to show the cost of a day (0: not shown)"
+    )
 
 
 class HubConfig(_Section):
@@ -142,6 +208,9 @@ class HubConfig(_Section):
     deploy: dict[Annotated[StrictStr, Field(pattern="^[a-z][a-z0-9-]*$")], DeploySettings] = Field(
         {}, description="one table per environment; 'staging' and 'prod' are required"
     )
+    helm: HelmSettings = HelmSettings()
+    check: CheckSettings = CheckSettings()
+    capacity: CapacitySettings = CapacitySettings()
     path: Path = Field(Path(CONFIG_NAME), exclude=True)
 
     @property
@@ -171,6 +240,10 @@ class HubConfig(_Section):
     @property
     def docker_cli(self) -> str:
         return os.environ.get("HUBSHIP_DOCKER") or self.docker.cli
+
+    @property
+    def helm_cli(self) -> str:
+        return os.environ.get("HUBSHIP_HELM") or self.helm.cli
 
 
 REQUIRED_ENVIRONMENTS = ("staging", "prod")

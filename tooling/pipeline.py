@@ -1,7 +1,8 @@
 """The order every change to the user image travels in, written once.
 
-    lock -> build -> smoke-test -> push -> bump staging -> deploy staging
-         -> verify staging -> promote -> deploy prod -> verify prod
+    lock -> build -> smoke-test -> push -> bump staging -> check staging
+         -> deploy staging -> verify staging -> promote -> check prod
+         -> deploy prod -> verify prod
 
 `STAGES` is the only place this order exists. `python -m tooling pipeline`
 runs its automated stages in order, the runbook (`python -m tooling runbook`,
@@ -56,16 +57,14 @@ class Stage:
         return self.manual(config)
 
 
-ZERO_TO_JUPYTERHUB_REPO = "https://hub.jupyter.org/helm-chart/"
-
-
 def helm_upgrade(environment: str) -> Callable[[HubConfig], list[str]]:
     def commands(config: HubConfig) -> list[str]:
         target = config.deploy_target(environment)
         values = " ".join(f"--values {shlex.quote(str(path))}" for path in target.values)
         setup = []
-        if target.chart.startswith("jupyterhub/"):
-            setup = [f"helm repo add jupyterhub {ZERO_TO_JUPYTERHUB_REPO} && helm repo update jupyterhub"]
+        repository, slash, _ = target.chart.partition("/")
+        if slash and not target.chart.startswith(("oci://", ".", "/")) and not target.chart.endswith(".tgz"):
+            setup = [f"helm repo add {repository} {target.chart_repository} && helm repo update {repository}"]
         return [
             *setup,
             f"helm upgrade --install {target.release} {target.chart} --version {target.chart_version} "
@@ -128,6 +127,14 @@ STAGES: tuple[Stage, ...] = (
         command=("bump", "staging"),
     ),
     Stage(
+        "check-staging",
+        "Check the staging values",
+        "The staging values against the pinned chart's schema, KubeSpawner's option names, the rules learned in "
+        "2020 and a `helm template` render: the image lands where the values say.",
+        "duplicate keys, schema findings, unknown KubeSpawner options or volume fields, a failing rule",
+        command=("check", "staging"),
+    ),
+    Stage(
         "deploy-staging",
         "Deploy staging",
         "Helm upgrades the staging hub with the committed values.",
@@ -147,6 +154,13 @@ STAGES: tuple[Stage, ...] = (
         "The image verified on staging is copied into the prod values, never typed by hand. Commit the change.",
         "staging values without a valid image at their path; a values file with duplicate keys",
         command=("bump", "prod", "--from-env", "staging"),
+    ),
+    Stage(
+        "check-prod",
+        "Check the prod values",
+        "The promoted prod values pass the same check as staging's before anyone deploys them.",
+        "duplicate keys, schema findings, unknown KubeSpawner options or volume fields, a failing rule",
+        command=("check", "prod"),
     ),
     Stage(
         "deploy-prod",

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "push": "push_cmd",
     "bump": "bump_cmd",
     "set-image": "set_image_cmd",
+    "check": "check_cmd",
     "pipeline": "pipeline_cmd",
     "runbook": "runbook_cmd",
 }

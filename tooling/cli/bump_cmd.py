@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tooling.cli.check_cmd import refuse_failing_values, values_files
 from tooling.cli.common import add_command, load
 from tooling.cli.values_report import add_write_options, report
 from tooling.pipeline import STAGES
@@ -15,10 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         subparsers,
         "bump",
         summary="Write the image into an environment's Helm values at the places hub.toml names "
-        "([deploy.ENV].image); every other byte of the files stays as it is.",
+        "([deploy.ENV].image); every other byte of the files stays as it is. Values that would then fail "
+        "`check ENV` (without the render) are put back as they were and the bump is refused.",
         reads="hub.toml, .hubship/state.json (the last push), the values files of [deploy.ENV].image "
         "(and of the environment --from-env names)",
-        writes="those values files, only the image values in them (nothing with --check); .hubship/reports/bump-ENV.md",
+        writes="those values files, only the image values in them (nothing with --check, nor when they would fail "
+        "the check); .hubship/reports/bump-ENV.md",
         example="python -m tooling bump staging\n  python -m tooling bump prod --from-env staging",
     )
     parser.add_argument("environment", metavar="ENV", help="the environment to write: a [deploy.ENV] table of hub.toml")
@@ -41,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from tooling.values import BumpRequest, bump_image_tag
 
     config = load(args)
+    before = values_files(config, args.environment) if args.environment in config.deploy else {}
     request = BumpRequest.from_config(
         config,
         args.environment,
@@ -50,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         check=args.check,
     )
     bump = bump_image_tag(request)
+    if bump.update.written:
+        refuse_failing_values(config, bump.environment, before)
     changed_files = " and ".join(file.label for file in bump.update.files if file.changed)
     return report(
         bump.update,

@@ -13,14 +13,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = add_command(
         subparsers,
         "pipeline",
-        summary="Run the stages in order (lock check, build, smoke test, push, bump staging), stopping at the "
+        summary="Run the stages in order (lock check, build, smoke test, push, bump staging, check staging), stopping "
+        "at the "
         "first that fails and before the first manual stage (deploy).",
         reads="what each stage reads (see `python -m tooling runbook`)",
         writes="what each stage writes; each stage's report under .hubship/reports/",
         example="python -m tooling pipeline --to test   # on a pull request: no push",
     )
     parser.add_argument("--from", dest="start", choices=STAGE_NAMES, default="lock", help="first stage to run")
-    parser.add_argument("--to", dest="stop", choices=STAGE_NAMES, default="bump-staging", help="last stage to run")
+    parser.add_argument("--to", dest="stop", choices=STAGE_NAMES, default="check-staging", help="last stage to run")
     parser.set_defaults(run=run)
 
 

@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from importlib.resources import files
+from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -59,7 +59,7 @@ _MODULE_FILE = re.compile(r"^([^./]+)(?:\.[^/]*)?\.(?:py|so|pyd)$")
 
 
 def _script(name: str) -> str:
-    return (files("tooling.smoke") / "files" / name).read_text(encoding="utf-8")
+    return (resources.files("tooling.smoke") / "files" / name).read_text(encoding="utf-8")
 
 
 # --- the image under test --------------------------------------------------------------------

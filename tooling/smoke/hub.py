@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from importlib.resources import files
+from importlib import resources
 from pathlib import Path
 
 import requests
@@ -88,7 +88,7 @@ def require_proxy() -> str:
 
 
 def config_file() -> Path:
-    return Path(str(files("tooling.smoke") / "files" / "jupyterhub_config.py"))
+    return Path(str(resources.files("tooling.smoke") / "files" / "jupyterhub_config.py"))
 
 
 @contextmanager

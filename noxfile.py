@@ -13,7 +13,19 @@ nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"
 
 WORKFLOWS = sorted(str(path) for path in Path(".github/workflows").glob("*.yml"))
-STAGE_COMMANDS = ("config", "lock", "lock-diff", "build", "test", "push", "bump", "set-image", "pipeline", "runbook")
+STAGE_COMMANDS = (
+    "config",
+    "lock",
+    "lock-diff",
+    "build",
+    "test",
+    "push",
+    "bump",
+    "set-image",
+    "pipeline",
+    "runbook",
+    "loadtest",
+)
 
 
 def _stage_session(command: str) -> None:

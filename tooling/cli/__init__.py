@@ -19,6 +19,7 @@ from tooling.cli import (
     build_cmd,
     bump_cmd,
     config_cmd,
+    loadtest_cmd,
     lock_cmd,
     lock_diff_cmd,
     pipeline_cmd,
@@ -41,6 +42,7 @@ COMMANDS: list[ModuleType] = [
     set_image_cmd,
     pipeline_cmd,
     runbook_cmd,
+    loadtest_cmd,
 ]
 
 

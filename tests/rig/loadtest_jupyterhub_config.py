@@ -45,8 +45,9 @@ c.JupyterHub.load_roles = [
     }
 ]
 c.JupyterHub.concurrent_spawn_limit = settings["concurrent_spawn_limit"]
-c.JupyterHub.spawn_throttle_retry_range = tuple(settings["retry_range"])
-c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
+# The Retry-After range of a throttled spawn is not a configurable trait in JupyterHub 5: it is one
+# of the hub's tornado settings, which these override. The spawn request returns at once (202).
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0, "spawn_throttle_retry_range": tuple(settings["retry_range"])}
 
 c.ConfigurableHTTPProxy.should_start = False
 c.ConfigurableHTTPProxy.api_url = settings["proxy_api_url"]
@@ -61,5 +62,7 @@ c.DockerSpawner.network_name = "host"
 c.DockerSpawner.use_internal_ip = True
 c.DockerSpawner.pull_policy = "never"
 c.DockerSpawner.remove = True
-c.DockerSpawner.name_template = "hubship-lt-{username}"
+# The user's name as it is (run ids contain "-", which {username} would escape), so a run's containers
+# are found by its id.
+c.DockerSpawner.name_template = "hubship-lt-{raw_username}"
 c.DockerSpawner.extra_create_kwargs = {"labels": {"hubship.loadtest": "1"}}

@@ -14,6 +14,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ from tooling.loadtest.records import CellRecord, FailureKind, Throttle, UserReco
 # Seconds to wait after a 429 without Retry-After (JupyterHub's active_server_limit answer has none).
 DEFAULT_RETRY_AFTER = 5.0
 POLL_INTERVAL = 0.5
+# Share of the stop timeout given to a pending spawn to end before its server is stopped.
+SPAWN_SETTLE_SHARE = 0.5
 READ_MARKER = "hubship-read"
 
 
@@ -337,7 +340,7 @@ async def remove_user(
     """Stop `name`'s server and delete the user (gone already counts as done); '' or what went wrong."""
     try:
         async with asyncio.timeout(timeout):
-            await _stop_server(hub, name)
+            await _stop_server(hub, name, timeout * SPAWN_SETTLE_SHARE)
             if record is not None:
                 record.mark("stopped", clock())
             await _delete_user(hub, name)
@@ -350,7 +353,13 @@ async def remove_user(
     return ""
 
 
-async def _stop_server(hub: HubClient, name: str) -> None:
+async def _stop_server(hub: HubClient, name: str, settle: float) -> None:
+    # A stop asked for while the spawner is still starting the server can leave it behind (DockerSpawner
+    # leaves a created container the hub no longer knows of): let a pending spawn end first, for a while.
+    with suppress(TimeoutError):
+        async with asyncio.timeout(settle):
+            while await _pending(hub, name) == "spawn":
+                await asyncio.sleep(POLL_INTERVAL)
     while True:
         answer = await hub.call("DELETE", hub.user_api(name, "/server"))
         if answer.status in (202, 204, 404) or (answer.status == 400 and "not running" in answer.message):
@@ -365,6 +374,13 @@ async def _stop_server(hub: HubClient, name: str) -> None:
         if not body.get("servers") and not body.get("pending"):
             return
         await asyncio.sleep(POLL_INTERVAL)
+
+
+async def _pending(hub: HubClient, name: str) -> str:
+    """What the user's server is waiting for ("spawn", "stop"), or '' when nothing (or no such user)."""
+    answer = await hub.call("GET", hub.user_api(name))
+    body = answer.body if answer.status == 200 and isinstance(answer.body, dict) else {}
+    return str(body.get("pending") or "")
 
 
 async def _delete_user(hub: HubClient, name: str) -> None:

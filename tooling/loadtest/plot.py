@@ -54,7 +54,8 @@ def plot(result: LoadtestResult, report: Report) -> bytes:
     cdf.set_ylabel("share of users ready")
     cdf.set_ylim(0, 1.02)
     cdf.set_title("time to server ready (CDF)")
-    cdf.legend(loc="lower right")
+    if cdf.get_lines():
+        cdf.legend(loc="lower right")
 
     everyone = (*result.baseline, *result.users)
     end = max([result.generator.wall_seconds, *(max(r.moments.values(), default=0.0) for r in everyone)])

@@ -189,25 +189,30 @@ def test_many_users_run_the_tutorial_at_once_after_a_one_user_baseline(
 
 # --- faults the real hub produces ------------------------------------------------------------------
 
-FAILING_NOTEBOOK = {
-    "cells": [
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": ["x = 6 * 7"]},
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": ["x / 0"]},
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": ["print(x)"]},
-    ],
-    "metadata": {},
-    "nbformat": 4,
-    "nbformat_minor": 5,
+
+def _notebook(*cells: str) -> str:
+    code: list[dict[str, Any]] = [
+        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": [c]} for c in cells
+    ]
+    return json.dumps({"cells": code, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+FAULTY_NOTEBOOKS = {
+    "raises.ipynb": _notebook("x = 6 * 7", "x / 0", "print(x)"),
+    "dies.ipynb": _notebook("import os", "os._exit(1)", "print('never')"),
+    "hangs.ipynb": _notebook("import time", "time.sleep(120)", "print('never')"),
 }
 
 
-def test_a_failing_cell_is_classified_with_its_exception_and_the_rest_goes_on(
+def test_cell_errors_dead_kernels_and_hung_cells_are_classified_and_the_rest_goes_on(
     harness: Harness, loadtest_hub: LoadtestHub
 ) -> None:
     copy = harness.copies()
-    (copy.root / "image" / "notebooks" / "failing.ipynb").write_text(json.dumps(FAILING_NOTEBOOK), encoding="utf-8")
+    for name, text in FAULTY_NOTEBOOKS.items():
+        (copy.root / "image" / "notebooks" / name).write_text(text, encoding="utf-8")
     document = tomlkit.parse(copy.config.read_text(encoding="utf-8"))
-    document["smoke"]["notebooks"] = ["image/notebooks/failing.ipynb", TUTORIAL]
+    document["smoke"]["notebooks"] = [f"image/notebooks/{name}" for name in FAULTY_NOTEBOOKS] + [TUTORIAL]
+    document["loadtest"]["cell_timeout"] = 15
     copy.config.write_text(tomlkit.dumps(document), encoding="utf-8")
     config = harness.config(loadtest_hub, copy)
 
@@ -216,21 +221,27 @@ def test_a_failing_cell_is_classified_with_its_exception_and_the_rest_goes_on(
     assert run.exit_code == 1  # the failure rate (2 of 2) is above the limit (0)
     results = run.results
     validate(results)
-    assert results["failures"] == {"cell_error": 2}
+    assert results["failures"] == {"cell_error": 2, "kernel_died": 2, "cell_timeout": 2}
     for user in results["users"]:
-        statuses = [(cell["notebook"], cell["index"], cell["status"], cell["ename"]) for cell in user["cells"]]
-        assert statuses[:3] == [
-            ("image/notebooks/failing.ipynb", 1, "ok", ""),
-            ("image/notebooks/failing.ipynb", 2, "error", "ZeroDivisionError"),
-            ("image/notebooks/failing.ipynb", 3, "ok", ""),
+        cells = [
+            (cell["notebook"].removeprefix("image/notebooks/"), cell["status"], cell["ename"]) for cell in user["cells"]
         ]
-        assert [status for _, _, status, _ in statuses[3:]] == ["ok"] * TUTORIAL_CELLS
-        (failure,) = user["failures"]
-        assert failure == {
-            "kind": "cell_error",
-            "message": "ZeroDivisionError: division by zero",
-            "cell": "image/notebooks/failing.ipynb#2",
-        }
+        assert cells == [
+            ("raises.ipynb", "ok", ""),
+            ("raises.ipynb", "error", "ZeroDivisionError"),
+            ("raises.ipynb", "ok", ""),  # a cell after an error still runs, as a person would run it
+            ("dies.ipynb", "ok", ""),
+            ("dies.ipynb", "died", ""),  # the notebook ends with its kernel
+            ("hangs.ipynb", "ok", ""),
+            ("hangs.ipynb", "timeout", ""),  # interrupted; the notebook ends
+            *[("intro.ipynb", "ok", "")] * TUTORIAL_CELLS,  # the next notebook runs in a new kernel
+        ]
+        assert [(failure["kind"], failure["cell"]) for failure in user["failures"]] == [
+            ("cell_error", "image/notebooks/raises.ipynb#2"),
+            ("kernel_died", "image/notebooks/dies.ipynb#2"),
+            ("cell_timeout", "image/notebooks/hangs.ipynb#2"),
+        ]
+        assert user["failures"][0]["message"] == "ZeroDivisionError: division by zero"
     assert "cell_error: ZeroDivisionError: division by zero" in run.out
     assert "limit failure rate <= 0: 1.00 FAIL" in run.out and "result: FAILED" in run.out
     harness.nothing_left(loadtest_hub, results["run"]["id"])

@@ -40,7 +40,7 @@ c.JupyterHub.services = [{"name": "loadtest", "api_token": os.environ["HUBSHIP_L
 c.JupyterHub.load_roles = [
     {
         "name": "loadtest",
-        "scopes": ["admin:users", "admin:servers", "access:servers", "list:users", "read:hub"],
+        "scopes": ["admin:users", "admin:servers", "access:servers"],
         "services": ["loadtest"],
     }
 ]

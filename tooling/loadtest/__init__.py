@@ -301,7 +301,7 @@ async def preflight(hub: HubClient, run: str) -> str:
     if listing.status in (401, 403):
         raise ToolingError(
             f"the API token cannot list users ({listing.status}: {listing.message}); it needs the scopes "
-            "admin:users, admin:servers, access:servers, list:users and read:hub (see the README)."
+            "admin:users, admin:servers and access:servers (see the README's load-test section)."
         )
     return str(info.body.get("version", "?"))
 

@@ -1,7 +1,9 @@
 """The load test's pieces without a hub: percentiles, arrival schedules, the progress stream, kernel messages.
 
-Everything here is pure parsing and arithmetic on fixed inputs (and the
-scheduler's own clock for the concurrency cap); the real hub is in
+Most of it is parsing and arithmetic on fixed inputs (and the scheduler's
+own clock for the concurrency cap). A fake hub (tests/loadtest_fake_hub.py)
+stands in only for what the rig's real hub cannot send: KubeSpawner's
+Kubernetes events and a failed image pull. The real hub is in
 tests/test_loadtest_rig.py.
 """
 
@@ -10,19 +12,26 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import statistics
+import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 import tomlkit
 
+from tests.loadtest_fake_hub import serve_fake_kube_hub
 from tests.lock_fixtures import PROJECT
+from tests.rig.registry import free_port
 from tooling.cli import main
 from tooling.config import load_config
 from tooling.errors import ConfigError, ToolingError
-from tooling.loadtest import LoadtestRequest
+from tooling.loadtest import LoadtestRequest, loadtest
 from tooling.loadtest.kernel import CellExecution, execute_request, parse_frame
+from tooling.loadtest.monitor import GeneratorLoad, Monitor
 from tooling.loadtest.progress import EventStreamDecoder, SpawnProgress, spawn_phases
+from tooling.loadtest.results import Report, schema_path, to_json
 from tooling.loadtest.schedule import Arrival, Launched, launch, offsets
 from tooling.loadtest.stats import Summary, percentile
 
@@ -252,3 +261,81 @@ def test_cleanup_of_an_unknown_run_names_the_runs_it_knows(tmp_path: Path, capsy
     assert main(["--config", str(config), "loadtest", "--cleanup", "hubship-lt-20260101t000000-abcd"]) == 1
     assert "no record of run hubship-lt-20260101t000000-abcd (runs recorded here: none)" in capsys.readouterr().err
     assert main(["--config", str(config), "loadtest", "--cleanup", "../etc"]) == 1
+
+
+# --- what only a cluster produces: KubeSpawner's events (a fake hub) ------------------------------
+
+
+def test_kubespawner_events_give_the_spawn_phases_and_a_failed_pull_is_classified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serve_fake_kube_hub(pull_fails=("-u2",)) as hub:
+        config = load_config(_hub_toml(tmp_path, hub_url=hub.url))
+        monkeypatch.setenv("HUBSHIP_API_TOKEN", "fake-token-for-the-fake-hub")
+        request = LoadtestRequest.from_config(config, "staging", users=2, baseline=False, profile="gpu")
+
+        result = loadtest(request)
+
+        report = Report.of(result)
+        ok, failed = result.users
+        assert set(ok.spawn_phases) == {"node_wait", "image_pull", "server_start"}
+        assert ok.spawn_phases["image_pull"] > 0 and ok.ok
+        assert [cell.status for cell in ok.cells] == ["ok", "ok", "ok"]
+        assert [failure.kind for failure in failed.failures] == ["image_pull"]
+        assert failed.failures[0].message == "Spawn failed: pod did not start in 300 seconds!"
+        assert {"FailedScheduling", "Scheduled", "Pulling"} <= {event["reason"] for event in failed.progress}
+        assert report.failures == {"image_pull": 1}
+        assert report.measures["image_pull"].n == 1 and report.measures["node_wait"].n == 1
+        assert hub.spawn_options == {ok.name: {"profile": "gpu"}, failed.name: {"profile": "gpu"}}
+        assert hub.users == {}  # both removed
+        assert result.cleanup.complete
+        document = to_json(result, report)
+        schema = json.loads(schema_path().read_text(encoding="utf-8"))
+        jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(document)
+        assert "fake-token-for-the-fake-hub" not in json.dumps(document)
+
+
+# --- the generator watches itself ------------------------------------------------------------------
+
+
+def test_a_blocked_event_loop_marks_the_run_contended() -> None:
+    async def blocked() -> GeneratorLoad:
+        monitor = Monitor(contended_cpu=10.0, contended_lag=0.25)
+        monitor.start()
+        await asyncio.sleep(0.15)
+        time.sleep(0.6)  # the loop cannot tick: the next probe is at least 0.45 s late
+        await asyncio.sleep(0.15)
+        return await monitor.stop()
+
+    load = asyncio.run(blocked())
+    assert load.lag_max >= 0.45
+    assert load.contended
+    assert any(reason.startswith("event-loop lag") for reason in load.reasons)
+    assert load.peak_rss_mb > 0
+
+
+def test_an_unreachable_hub_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUBSHIP_API_TOKEN", "some-token")
+    config = _hub_toml(tmp_path, hub_url=f"http://127.0.0.1:{free_port()}/")
+    assert main(["--config", str(config), "loadtest", "staging"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the hub does not answer: GET /hub/api/ got no answer") and err.count("\n") == 1
+    assert not (tmp_path / ".hubship" / "loadtest").exists()  # nothing was created, nothing to clean
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("hub_url", "hub.example.org", "'deploy.staging.hub_url': string should match pattern"),
+        ("api_token_env", "MY-TOKEN", "'deploy.staging.api_token_env': string should match pattern"),
+    ],
+)
+def test_a_wrong_hub_url_or_token_variable_names_the_key(tmp_path: Path, key: str, value: str, expected: str) -> None:
+    config = _hub_toml(tmp_path)
+    document = tomlkit.parse(config.read_text(encoding="utf-8"))
+    document["deploy"]["staging"][key] = value
+    config.write_text(tomlkit.dumps(document), encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(config)

@@ -339,3 +339,24 @@ def test_a_wrong_hub_url_or_token_variable_names_the_key(tmp_path: Path, key: st
     config.write_text(tomlkit.dumps(document), encoding="utf-8")
     with pytest.raises(ConfigError, match=re.escape(expected)):
         load_config(config)
+
+
+def test_the_run_deadline_stops_every_journey_and_still_removes_the_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serve_fake_kube_hub() as hub:
+        config_path = _hub_toml(tmp_path, hub_url=hub.url)
+        document = tomlkit.parse(config_path.read_text(encoding="utf-8"))
+        document["loadtest"]["run_deadline"] = 0.2  # the fake's progress stream alone takes 0.4 s
+        config_path.write_text(tomlkit.dumps(document), encoding="utf-8")
+        monkeypatch.setenv("HUBSHIP_API_TOKEN", "fake-token-for-the-fake-hub")
+        request = LoadtestRequest.from_config(load_config(config_path), "staging", users=3, baseline=False)
+
+        result = loadtest(request)
+
+        assert result.deadline_hit and not result.interrupted
+        assert [[failure.kind for failure in user.failures] for user in result.users] == [["run_deadline"]] * 3
+        assert all("ready" not in user.moments for user in result.users)
+        assert hub.users == {} and result.cleanup.complete
+        assert len(result.cleanup.removed) == 3  # the journeys were cut short: the cleanup removed them
+        assert Report.of(result).failures == {"run_deadline": 3}

@@ -266,6 +266,7 @@ def test_a_hub_that_throttles_spawns_is_retried_after_its_retry_after(
             assert throttle["message"].startswith("Too many users trying to log in right now")
         assert results["measures"]["throttled_wait"]["n"] >= 2
         assert results["measures"]["time_to_ready"]["n"] == 4 and results["failures"] == {}
+        assert f"429 answers: {len(throttles)}, each waited out as its Retry-After asked" in run.out
         assert "pending spawns, throttling" in hub.log()
         harness.nothing_left(hub, results["run"]["id"])
 
@@ -338,14 +339,19 @@ def _wait_for_running_servers(config: Path, docker: Docker, process: subprocess.
     pytest.fail(f"the run did not start {count} servers within {SUBPROCESS_WAIT:.0f} s: {process.communicate()[0]}")
 
 
-def test_sigint_in_the_middle_of_a_run_still_removes_every_user_and_container(
-    copy_rig_hub: HubCopies, loadtest_hub: LoadtestHub, docker_cli: Docker, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_in_the_middle_of_a_run_still_removes_every_user_and_container(
+    number: signal.Signals,
+    copy_rig_hub: HubCopies,
+    loadtest_hub: LoadtestHub,
+    docker_cli: Docker,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = _use_hub(copy_rig_hub(), loadtest_hub, monkeypatch)
     process = _start_subprocess(config, loadtest_hub.token, "--users", "4", "--no-baseline")
     run = _wait_for_running_servers(config, docker_cli, process, 2)
 
-    process.send_signal(signal.SIGINT)
+    process.send_signal(number)
     out, _ = process.communicate(timeout=SUBPROCESS_WAIT)
 
     assert process.returncode == 130, out

@@ -203,20 +203,11 @@ class _Run:
             except asyncio.CancelledError:
                 if not self.interrupted:
                     raise
-            generator = await monitor.stop()
-            self.mark_unfinished()
-            runstate.save(request.root, state.with_status("cleaning"))
-            logger.info("loadtest %s: removing the run's users", self.run)
-            try:
-                self._cleanup = asyncio.create_task(
-                    clean_up(hub, self.run, names, request.settings.cleanup_timeout, request.settings.stop_timeout)
-                )
-                cleanup = await self._cleanup
-            except asyncio.CancelledError:
-                cleanup = CleanupOutcome((), names, (f"cleanup interrupted; finish it with --cleanup {self.run}",))
             finally:
-                self._remove_signals()
-            runstate.save(request.root, state.with_status("clean" if cleanup.complete else "cleanup-incomplete"))
+                # Whatever ended the journeys (the end, a signal, the deadline, a bug), the users go.
+                generator = await monitor.stop()
+                self.mark_unfinished()
+                cleanup = await self.remove_everyone(hub, state)
         return LoadtestResult(
             run=self.run,
             request=request,
@@ -230,6 +221,23 @@ class _Run:
             deadline_hit=self.deadline_hit,
             state_file=state_file,
         )
+
+    async def remove_everyone(self, hub: HubClient, state: runstate.RunState) -> CleanupOutcome:
+        settings = self.request.settings
+        runstate.save(self.request.root, state.with_status("cleaning"))
+        logger.info("loadtest %s: removing the run's users", self.run)
+        try:
+            self._cleanup = asyncio.create_task(
+                clean_up(hub, self.run, state.users, settings.cleanup_timeout, settings.stop_timeout)
+            )
+            cleanup = await self._cleanup
+        except asyncio.CancelledError:
+            problem = f"cleanup interrupted; finish it with --cleanup {self.run}"
+            cleanup = CleanupOutcome((), state.users, (problem,))
+        finally:
+            self._remove_signals()
+        runstate.save(self.request.root, state.with_status("clean" if cleanup.complete else "cleanup-incomplete"))
+        return cleanup
 
     def _install_signals(self, work: asyncio.Task[None]) -> None:
         loop = asyncio.get_running_loop()

@@ -229,10 +229,11 @@ class Journey:
                 answer = await self.hub.call("POST", self.hub.server(url, "api/kernels"), body={})
         except TimeoutError:
             raise self.fail("kernel_start", "no kernel within the kernel timeout") from None
-        if answer.status != 201 or not isinstance(answer.body, dict):
+        kernel = answer.body.get("id") if isinstance(answer.body, dict) else None
+        if answer.status != 201 or not kernel:
             raise self.fail("kernel_start", f"starting a kernel answered {answer.status}: {_said(answer)}")
         self.record.mark("kernel_started", self.now())
-        return str(answer.body["id"])
+        return str(kernel)
 
     async def run_notebook(self, url: str, notebook: Notebook) -> None:
         kernel_id = await self.start_kernel(url)

@@ -49,7 +49,8 @@ def plot(result: LoadtestResult, report: Report) -> bytes:
         ready = _ready_times(records)
         if ready:
             fractions = [(index + 1) / len(records) for index in range(len(ready))]
-            cdf.step(ready, fractions, where="post", label=label)
+            # Markers: a baseline of one user is a single point, which a bare step line would not show.
+            cdf.step(ready, fractions, where="post", marker="o", markersize=4, label=label)
     cdf.set_xlabel("seconds from arrival to server ready")
     cdf.set_ylabel("share of users ready")
     cdf.set_ylim(0, 1.02)

@@ -182,7 +182,8 @@ def table(result: LoadtestResult, report: Report) -> str:
         lines += [f"  {example}" for example in failure_examples(result)]
     else:
         lines.append("failures: none")
-    lines.append(f"429 answers: {report.throttled} (each waited out as Retry-After asked)")
+    if report.throttled:
+        lines.append(f"429 answers: {report.throttled}, each waited out as its Retry-After asked")
     load = result.generator
     lines.append(
         f"generator: {load.cpu_cores * 100:.1f}% of one core, event-loop lag p95 {load.lag_p95 * 1000:.0f} ms "

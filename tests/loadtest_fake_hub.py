@@ -7,7 +7,9 @@ fails, exist only on a cluster. This aiohttp.web app speaks the few parts
 of the hub's REST API the load test uses, sends KubeSpawner-shaped progress
 events (`raw_event` with a Kubernetes `reason`), and answers kernels the way
 Jupyter Server does (execute_reply, then idle). A user whose name ends with
-one of `pull_fails` gets ErrImagePull and a failed spawn. It runs on
+one of `pull_fails` gets ErrImagePull and a failed spawn; one ending with
+one of `streams_end` sees its progress stream close before ready or failed
+(a proxy in between that gave up on it). It runs on
 127.0.0.1 in a thread of its own; the product never uses it.
 """
 
@@ -29,6 +31,7 @@ EVENT_GAP = 0.05  # seconds between progress events
 @dataclass
 class FakeKubeHub:
     pull_fails: tuple[str, ...] = ()
+    streams_end: tuple[str, ...] = ()
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     spawn_options: dict[str, Any] = field(default_factory=dict)
     url: str = ""
@@ -88,12 +91,13 @@ class FakeKubeHub:
             _kube(30, "Scheduled", f"Successfully assigned jhub/jupyter-{name} to node-4"),
             _kube(40, "Pulling", 'Pulling image "example/user-image:tag"'),
         ]
+        ends_early = name.endswith(self.streams_end) if self.streams_end else False
         if fails:
             events += [
                 _kube(50, "Failed", 'Failed to pull image "example/user-image:tag": ErrImagePull'),
                 {"progress": 100, "failed": True, "message": "Spawn failed: pod did not start in 300 seconds!"},
             ]
-        else:
+        elif not ends_early:
             events += [
                 _kube(60, "Pulled", 'Successfully pulled image "example/user-image:tag"'),
                 _kube(70, "Started", "Started container notebook"),
@@ -137,9 +141,9 @@ def _kube(progress: int, reason: str, message: str) -> dict[str, Any]:
 
 
 @contextmanager
-def serve_fake_kube_hub(pull_fails: tuple[str, ...] = ()) -> Iterator[FakeKubeHub]:
+def serve_fake_kube_hub(pull_fails: tuple[str, ...] = (), streams_end: tuple[str, ...] = ()) -> Iterator[FakeKubeHub]:
     """The fake hub on a free 127.0.0.1 port, served from a thread with its own event loop."""
-    hub = FakeKubeHub(pull_fails)
+    hub = FakeKubeHub(pull_fails, streams_end)
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(hub.app())
     loop.run_until_complete(runner.setup())

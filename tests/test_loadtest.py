@@ -25,6 +25,7 @@ from tests.loadtest_fake_hub import serve_fake_kube_hub
 from tests.lock_fixtures import PROJECT
 from tests.rig.registry import free_port
 from tooling.cli import main
+from tooling.cli.loadtest_cmd import user_options
 from tooling.config import load_config
 from tooling.errors import ConfigError, ToolingError
 from tooling.loadtest import LoadtestRequest, loadtest
@@ -141,7 +142,6 @@ def test_kubespawner_events_split_a_spawn_into_node_wait_pull_and_start() -> Non
         "image_pull": 60.0,
         "server_start": 8.0,
     }
-    assert progress.ready is not None and progress.ready.at == 100.0
 
 
 def test_a_spawner_without_kubernetes_events_has_no_breakdown_and_pull_failures_are_seen() -> None:
@@ -152,7 +152,6 @@ def test_a_spawner_without_kubernetes_events_has_no_breakdown_and_pull_failures_
     pulling.add(3.0, {"message": "Back-off pulling image", "raw_event": {"reason": "ImagePullBackOff"}})
     pulling.add(9.0, {"failed": True, "message": "Spawn failed: Timeout"})
     assert pulling.pull_failed()
-    assert pulling.failed is not None and pulling.failed.message == "Spawn failed: Timeout"
     assert not plain.pull_failed()
 
 
@@ -266,28 +265,29 @@ def test_cleanup_of_an_unknown_run_names_the_runs_it_knows(tmp_path: Path, capsy
 # --- what only a cluster produces: KubeSpawner's events (a fake hub) ------------------------------
 
 
-def test_kubespawner_events_give_the_spawn_phases_and_a_failed_pull_is_classified(
+def test_kubespawner_events_give_the_spawn_phases_and_failed_pulls_and_streams_are_classified(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with serve_fake_kube_hub(pull_fails=("-u2",)) as hub:
+    with serve_fake_kube_hub(pull_fails=("-u2",), streams_end=("-u3",)) as hub:
         config = load_config(_hub_toml(tmp_path, hub_url=hub.url))
         monkeypatch.setenv("HUBSHIP_API_TOKEN", "fake-token-for-the-fake-hub")
-        request = LoadtestRequest.from_config(config, "staging", users=2, baseline=False, profile="gpu")
+        request = LoadtestRequest.from_config(config, "staging", users=3, baseline=False, profile="gpu")
 
         result = loadtest(request)
 
         report = Report.of(result)
-        ok, failed = result.users
+        ok, pull_failed, stream_ended = result.users
         assert set(ok.spawn_phases) == {"node_wait", "image_pull", "server_start"}
         assert ok.spawn_phases["image_pull"] > 0 and ok.ok
         assert [cell.status for cell in ok.cells] == ["ok", "ok", "ok"]
-        assert [failure.kind for failure in failed.failures] == ["image_pull"]
-        assert failed.failures[0].message == "Spawn failed: pod did not start in 300 seconds!"
-        assert {"FailedScheduling", "Scheduled", "Pulling"} <= {event["reason"] for event in failed.progress}
-        assert report.failures == {"image_pull": 1}
+        assert [failure.kind for failure in pull_failed.failures] == ["image_pull"]
+        assert pull_failed.failures[0].message == "Spawn failed: pod did not start in 300 seconds!"
+        assert {"FailedScheduling", "Scheduled", "Pulling"} <= {event["reason"] for event in pull_failed.progress}
+        assert [failure.kind for failure in stream_ended.failures] == ["progress_stream"]
+        assert report.failures == {"image_pull": 1, "progress_stream": 1}
         assert report.measures["image_pull"].n == 1 and report.measures["node_wait"].n == 1
-        assert hub.spawn_options == {ok.name: {"profile": "gpu"}, failed.name: {"profile": "gpu"}}
-        assert hub.users == {}  # both removed
+        assert hub.spawn_options == {user.name: {"profile": "gpu"} for user in result.users}
+        assert hub.users == {}  # all removed
         assert result.cleanup.complete
         document = to_json(result, report)
         schema = json.loads(schema_path().read_text(encoding="utf-8"))
@@ -360,3 +360,14 @@ def test_the_run_deadline_stops_every_journey_and_still_removes_the_users(
         assert hub.users == {} and result.cleanup.complete
         assert len(result.cleanup.removed) == 3  # the journeys were cut short: the cleanup removed them
         assert Report.of(result).failures == {"run_deadline": 3}
+
+
+def test_user_options_are_json_when_they_parse_and_strings_otherwise() -> None:
+    assert user_options(["cpu=2", "image=example/img:1", "gpu=true", 'env={"A": "b"}']) == {
+        "cpu": 2,
+        "image": "example/img:1",
+        "gpu": True,
+        "env": {"A": "b"},
+    }
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        user_options(["no-equals-sign"])

@@ -105,7 +105,10 @@ def run(args: argparse.Namespace) -> int:
     print(table(result, report))
     print(f"Reports: {files['json']} (.md, .png, -users.csv, -cells.csv beside it)")
     if not result.cleanup.complete:
-        print(f"Cleanup incomplete: run `python -m tooling loadtest --cleanup {result.run}`.")
+        print(
+            f"Cleanup incomplete ({result.state_file} names the run's users): "
+            f"run `python -m tooling loadtest --cleanup {result.run}`."
+        )
     publish_markdown(markdown(result, report), None)
     if result.interrupted:
         return INTERRUPTED_EXIT

@@ -29,7 +29,7 @@ import secrets
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,8 +143,7 @@ class LoadtestResult:
     cleanup: CleanupOutcome
     interrupted: bool
     deadline_hit: bool
-    state_file: Path
-    files: dict[str, Path] = field(default_factory=dict)
+    state_file: Path  # the run's record, for --cleanup
 
 
 def new_run_id(prefix: str) -> str:

@@ -187,15 +187,18 @@ class Journey:
 
     async def follow_progress(self) -> str:
         self._progress = SpawnProgress()
-        async for event in self.hub.progress(self.record.name):
-            at = self.now()
-            self._progress.add(at, event)
-            self.record.progress.append(_progress_sample(at, event))
-            if event.get("ready"):
-                return str(event.get("url") or f"/user/{self.record.name}/")
-            if event.get("failed"):
-                kind: FailureKind = "image_pull" if self._progress.pull_failed() else "spawn_failed"
-                raise self.fail(kind, str(event.get("message") or "the hub says the spawn failed"))
+        try:
+            async for event in self.hub.progress(self.record.name):
+                at = self.now()
+                self._progress.add(at, event)
+                self.record.progress.append(_progress_sample(at, event))
+                if event.get("ready"):
+                    return str(event.get("url") or f"/user/{self.record.name}/")
+                if event.get("failed"):
+                    kind: FailureKind = "image_pull" if self._progress.pull_failed() else "spawn_failed"
+                    raise self.fail(kind, str(event.get("message") or "the hub says the spawn failed"))
+        except HubUnreachable as exc:
+            raise self.fail("progress_stream", exc.message) from None
         raise self.fail("progress_stream", "the progress stream ended without saying ready or failed")
 
     async def use_server(self, url: str) -> None:

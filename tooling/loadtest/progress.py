@@ -84,14 +84,6 @@ class SpawnProgress:
     def add(self, at: float, event: dict[str, Any]) -> None:
         self.events.append(TimedEvent(at, event))
 
-    @property
-    def ready(self) -> TimedEvent | None:
-        return next((item for item in self.events if item.event.get("ready")), None)
-
-    @property
-    def failed(self) -> TimedEvent | None:
-        return next((item for item in self.events if item.event.get("failed")), None)
-
     def pull_failed(self) -> bool:
         """True when an event says the image could not be pulled."""
         return any(marker in item.message or marker == item.reason for item in self.events for marker in PULL_FAILURES)

@@ -1,7 +1,7 @@
 """What the load test records about each user, as it happens (raw samples; the report derives the rest).
 
 Times are seconds from the start of the run (the generator's monotonic
-clock). A failure has a kind from `FAILURE_KINDS` and, where there is one,
+clock). A failure has a kind (`FailureKind`) and, where there is one,
 the hub's or the kernel's own message.
 """
 
@@ -30,21 +30,6 @@ FailureKind = Literal[
     "interrupted",
     "cleanup",
 ]
-FAILURE_KINDS: tuple[str, ...] = FailureKind.__args__  # type: ignore[attr-defined]
-
-# The moments of a journey, in order; each is recorded when it happens.
-MOMENTS = (
-    "created",
-    "spawn_requested",
-    "spawn_accepted",
-    "ready",
-    "server_answered",
-    "kernel_started",
-    "first_execution",
-    "notebooks_done",
-    "stopped",
-    "deleted",
-)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from tooling.loadtest.journey import Journey, Limits, Plan, ReadGate, remove_use
 from tooling.loadtest.monitor import GeneratorLoad, Monitor
 from tooling.loadtest.notebooks import read_notebook
 from tooling.loadtest.records import UserRecord
-from tooling.loadtest.schedule import Arrival, launch, offsets
+from tooling.loadtest.schedule import Arrival, Launched, launch, offsets
 from tooling.log import logger, register_secret
 from tooling.state import reports_dir
 
@@ -269,21 +269,19 @@ class _Run:
             self.deadline_hit = True
 
     async def wave(self, hub: HubClient, records: Sequence[UserRecord], schedule: Sequence[float], cap: int) -> None:
-        gate = ReadGate(len(records)) if self.request.plan.read_file else None
+        # The shared file is read by all users at once; under a cap smaller than the wave, users waiting for
+        # a slot could never join the ones holding the slots, so each then reads when it gets there.
+        together = cap == 0 or cap >= len(records)
+        gate = ReadGate(len(records)) if self.request.plan.read_file and together else None
         wave_start = self.clock()
 
-        async def journey(index: int, launched: Any) -> None:
+        async def journey(index: int, launched: Launched) -> None:
             record = records[index]
             record.intended = wave_start + launched.intended
             await Journey(hub, self.request.plan, record, self.clock, gate).run()
             self.completed.add(record.name)
 
-        try:
-            await launch(schedule, journey, max_concurrent=cap)
-        finally:
-            for record in records:
-                if record.name not in self.completed and gate is not None and not record.moments:
-                    gate.withdraw()
+        await launch(schedule, journey, max_concurrent=cap)
 
     def mark_unfinished(self) -> None:
         """A journey cut short by a signal or the run's deadline is a failure of that kind."""

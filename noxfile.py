@@ -26,6 +26,7 @@ STAGE_COMMANDS = (
     "check",
     "pipeline",
     "runbook",
+    "loadtest",
 )
 
 

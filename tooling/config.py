@@ -30,6 +30,9 @@ ENV_PASSWORD = "HUBSHIP_REGISTRY_PASSWORD"  # noqa: S105 (a variable name; it ho
 # The solvers the lock stage can use (`lock --engine`).
 Engine = Literal["rattler", "conda-lock"]
 ENGINES: tuple[Engine, ...] = ("rattler", "conda-lock")
+# How a load test's users arrive (tooling.loadtest.schedule); here so the CLI declares them without the stage.
+ArrivalKind = Literal["burst", "ramp", "poisson"]
+ARRIVALS: tuple[ArrivalKind, ...] = ("burst", "ramp", "poisson")
 KNOWN_PLATFORMS = ("linux-64", "linux-aarch64", "linux-ppc64le", "osx-64", "osx-arm64", "win-64")
 
 # conda-lock's defaults for linux-64, without __cuda: a hub image rarely has a GPU.
@@ -136,6 +139,17 @@ class DeploySettings(_Section):
         pattern=r"^(https?|file)://",
     )
 
+    hub_url: StrictStr = Field(
+        "",
+        description="public URL of this environment's hub, e.g. 'https://hub.example.org/'; "
+        "empty: not set (loadtest and verify then say so)",
+        pattern=r"^(https?://[^\s]+)?$",
+    )
+    api_token_env: Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = Field(
+        "HUBSHIP_API_TOKEN",
+        description="environment variable that holds an API token of this hub (a service with the loadtest role)",
+    )
+
 
 class HelmSettings(_Section):
     cli: Name = Field("helm", description="helm CLI to run (Helm 3.13+ or 4). HUBSHIP_HELM overrides it")
@@ -194,6 +208,46 @@ class CapacitySettings(_Section):
     )
 
 
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class LoadtestSettings(_Section):
+    max_users: Annotated[StrictInt, Field(gt=0)] = Field(100, description="largest number of users a run may start")
+    run_prefix: StrictStr = Field(
+        "hubship-lt",
+        description="start of every test user's name (a run adds its id); only such users are ever touched",
+        pattern=r"^[a-z][a-z0-9-]{3,30}$",
+    )
+    max_concurrent: Annotated[StrictInt, Field(ge=0)] = Field(
+        0, description="most users between arrival and the end of their journey at once; 0: no cap"
+    )
+    request_timeout: PositiveSeconds = Field(30.0, description="seconds any one request to the hub may take")
+    spawn_timeout: PositiveSeconds = Field(
+        600.0, description="seconds from a user's arrival until its server is ready (waits after 429s included)"
+    )
+    kernel_timeout: PositiveSeconds = Field(
+        120.0, description="seconds for the server to answer through the proxy and a kernel to start"
+    )
+    cell_timeout: PositiveSeconds = Field(300.0, description="seconds each notebook cell may run")
+    stop_timeout: PositiveSeconds = Field(120.0, description="seconds for a server to stop and its user to go")
+    run_deadline: PositiveSeconds = Field(
+        3600.0, description="seconds the whole run may take before every journey is stopped (cleanup comes after)"
+    )
+    cleanup_timeout: PositiveSeconds = Field(300.0, description="seconds the cleanup at the end may take")
+    max_p95_ready: PositiveSeconds = Field(
+        300.0, description="limit: p95 of time to server ready, in seconds; above it the run fails"
+    )
+    max_failure_rate: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.0, description="limit: share of users with any failure (0.05 = 5%); above it the run fails"
+    )
+    contended_cpu: Annotated[float, Field(gt=0)] = Field(
+        0.5, description="the generator's own CPU, in cores, above which the run is marked contended"
+    )
+    contended_lag: PositiveSeconds = Field(
+        0.25, description="the generator's event-loop lag (p95, seconds) above which the run is marked contended"
+    )
+
+
 class HubConfig(_Section):
     """The whole of hub.toml. `path` is the file it was read from; paths in it resolve against its folder."""
 
@@ -205,6 +259,7 @@ class HubConfig(_Section):
     ] = Field({}, description="channel name -> URL to read it from instead (air-gapped sites, tests)")
     docker: DockerSettings = DockerSettings()
     smoke: SmokeSettings = SmokeSettings()
+    loadtest: LoadtestSettings = LoadtestSettings()
     deploy: dict[Annotated[StrictStr, Field(pattern="^[a-z][a-z0-9-]*$")], DeploySettings] = Field(
         {}, description="one table per environment; 'staging' and 'prod' are required"
     )

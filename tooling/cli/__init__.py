@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "check": "check_cmd",
     "pipeline": "pipeline_cmd",
     "runbook": "runbook_cmd",
+    "loadtest": "loadtest_cmd",
 }
 
 

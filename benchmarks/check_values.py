@@ -3,8 +3,8 @@
 Each figure is the median of 5 runs in a fresh process (imports included),
 after one warm-up run that fills the caches (the chart, KubeSpawner's option
 names). Two ways: the check stage alone (`tooling.check`, what the budget is
-about), and the whole `python -m tooling check staging` command, whose CLI
-also imports every other stage's module. The render uses the helm stand-in
+about), and the whole `python -m tooling check staging` command (the CLI's
+own start-up included). The render uses the helm stand-in
 of the tests (Helm's own engine through helm-python-sdk), as no helm binary
 is here. Budget: <= 1 s without the render.
 

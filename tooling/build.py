@@ -57,8 +57,16 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from tooling import __version__
-from tooling.buildpack import BUILDPACK_VERSION, INSTALLER, MIRRORS_SECRET, installer_files_digest, write_build_files
+from tooling.buildpack import (
+    BUILDPACK_VERSION,
+    INSTALLER,
+    MIRRORS_SECRET,
+    buildpack_for,
+    installer_files_digest,
+    write_build_files,
+)
 from tooling.buildpack.bootstrap import NO_SPACE, default_cache_dir, ensure_bootstrap
+from tooling.buildpack.layers import layer_groups
 from tooling.buildpack.plan import RATTLER_DISTRIBUTION, InstallPlan, read_install_plan
 from tooling.channels import mirror_prefixes, register_url_secrets
 from tooling.config import HubConfig
@@ -281,6 +289,7 @@ def _build(
         context_dir=work / "context",
         secrets={MIRRORS_SECRET: secret},
         on_line=build_log.add,
+        buildpack=buildpack_for(layer_groups(plan)),
     )
     with phases(f"build with repo2docker ({builder})") as progress:
         build_log.progress = progress.update

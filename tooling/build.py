@@ -60,6 +60,7 @@ from tooling import __version__
 from tooling.buildpack import (
     BUILDPACK_VERSION,
     INSTALLER,
+    LAYER_OPTION,
     MIRRORS_SECRET,
     buildpack_for,
     installer_files_digest,
@@ -78,7 +79,15 @@ from tooling.lock import LockCheck, LockRequest, check_lock
 from tooling.log import Step, logger, step
 from tooling.proc import run
 from tooling.r2d_engine import EngineSettings, build_with_repo2docker
-from tooling.registry import RegistryClient, RegistryError, RetryPolicy, docker_logged_in, find_credentials
+from tooling.registry import (
+    RegistryClient,
+    RegistryError,
+    RemoteLayer,
+    RetryPolicy,
+    docker_logged_in,
+    find_credentials,
+    held_layers,
+)
 from tooling.state import STATE_DIR, BuiltImage, State, now
 
 TAG_PREFIX = "img-"
@@ -166,6 +175,17 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class EnvironmentLayer:
+    """One layer of the environment: its group, how many packages, its size, and whether the registry has it."""
+
+    name: str
+    packages: int
+    size: int  # bytes, uncompressed
+    diff_id: str  # '' when the image's history cannot be matched to its layers
+    in_registry: bool | None  # None: the registry could not be asked
+
+
+@dataclass(frozen=True)
 class BuildResult:
     """What the build stage did, and what the image is."""
 
@@ -179,6 +199,7 @@ class BuildResult:
     lock_sha256: str
     packages: int
     largest_layers: tuple[HistoryEntry, ...]  # what made each, shortened by describe_layer
+    environment_layers: tuple[EnvironmentLayer, ...]  # in install order
     phases: tuple[Timing, ...]
     docker_steps: tuple[Timing, ...]  # every step of the Dockerfile, in order (empty when nothing was built)
     labels: Mapping[str, str]
@@ -241,6 +262,10 @@ def build_image(request: BuildRequest) -> BuildResult:
             outcome = existing
     with phases("inspect the image"):
         layers = _largest_layers(docker, reference)
+        history = docker.history(reference)
+    with phases(f"ask {request.registry} which layers it holds"):
+        held = _registry_layers(request)
+    environment = environment_layers(plan, history, outcome.image.layers, held)
     State.load(request.root).record_build(BuiltImage(reference, outcome.image.image_id, lock_sha256))
     return BuildResult(
         reference=reference,
@@ -253,6 +278,7 @@ def build_image(request: BuildRequest) -> BuildResult:
         lock_sha256=lock_sha256,
         packages=len(plan.packages) + len(plan.pip),
         largest_layers=layers,
+        environment_layers=environment,
         phases=tuple(phases.timings),
         docker_steps=outcome.docker_steps,
         labels=dict(outcome.image.labels),
@@ -491,6 +517,51 @@ def _registry_holds(request: BuildRequest, tag: str) -> bool:
         "could not ask %s whether it has %s:%s, so building it (%s)", request.registry, request.name, tag, why
     )
     return False
+
+
+def _registry_layers(request: BuildRequest) -> dict[str, RemoteLayer] | None:
+    """Diff id -> layer for the layers of the image name's tags in the registry; None, with a warning, if unknown."""
+    state = State.load(request.root)
+    first = [state.pushed.reference.rsplit(":", 1)[1]] if state.pushed is not None else []
+    try:
+        credentials = find_credentials(request.registry)
+        with RegistryClient(request.registry, credentials, REGISTRY_CHECK_RETRY) as registry:
+            return held_layers(registry, request.name, first)
+    except RegistryError as exc:
+        why = exc.summary
+    except ToolingError as exc:  # the credentials themselves could not be read
+        why = exc.message
+    logger.warning("could not ask %s which layers of %s it holds (%s)", request.registry, request.name, why)
+    return None
+
+
+_LAYER_NAME = re.compile(rf"{LAYER_OPTION} (\S+)")
+
+
+def environment_layers(
+    plan: InstallPlan,
+    history: Sequence[HistoryEntry],
+    diff_ids: Sequence[str],
+    held: Mapping[str, RemoteLayer] | None,
+) -> tuple[EnvironmentLayer, ...]:
+    """The environment's layers (one per install step the history shows), named, counted, sized, looked up.
+
+    `history` is newest first, as `docker history` lists it; each step with a non-empty layer made the
+    next of `diff_ids` (base first). When the counts disagree, the layers go without diff ids.
+    """
+    counts = {group.name: group.count for group in layer_groups(plan)}
+    oldest_first = list(reversed(history))
+    with_layers = [entry for entry in oldest_first if entry.size > 0]
+    matched = len(with_layers) == len(diff_ids)
+    layers = []
+    for index, entry in enumerate(with_layers):
+        found = _LAYER_NAME.search(entry.created_by)
+        if found is None or INSTALLER not in entry.created_by:
+            continue
+        diff_id = diff_ids[index] if matched else ""
+        in_registry = None if held is None or not diff_id else diff_id in held
+        layers.append(EnvironmentLayer(found.group(1), counts.get(found.group(1), 0), entry.size, diff_id, in_registry))
+    return tuple(layers)
 
 
 # --- labels ------------------------------------------------------------------------------------

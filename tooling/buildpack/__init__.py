@@ -42,6 +42,8 @@ PACKAGE_CACHE_ID = "hubship-conda-packages"
 MIRRORS_SECRET = "hubship-mirrors"  # noqa: S105 (the id of a BuildKit secret, not a password)
 INSTALLER = "install_lock.py"
 PLAN = "plan.json"
+# The installer's option naming the layer group; the image's history shows it, so each layer can be named.
+LAYER_OPTION = "--layer"
 ACTIVATE_SCRIPT = "activate-env.sh"
 PROFILE_SCRIPT = "/etc/profile.d/hubship-env.sh"
 # Every file the build writes gets this time (the epoch), so a layer holds nothing of the build's moment.
@@ -119,7 +121,7 @@ def _install_script(group: str) -> str:
         f"    PYTHONPATH={BOOTSTRAP_MOUNT}/site PYTHONNOUSERSITE=1 \\\n"
         f"    {BOOTSTRAP_MOUNT}/env/bin/python -B {INSTALL_MOUNT}/{INSTALLER} \\\n"
         f'        --plan {GROUP_MOUNT}/{PLAN} --prefix "${{NB_PYTHON_PREFIX}}" \\\n'
-        f"        --cache {PACKAGE_CACHE_MOUNT} --mirrors {MIRRORS_MOUNT} --fixed-time 0"
+        f"        --cache {PACKAGE_CACHE_MOUNT} --mirrors {MIRRORS_MOUNT} --fixed-time 0 {LAYER_OPTION} {group}"
     )
 
 

@@ -2,25 +2,27 @@
 
 A change to the lock should make few new layers, so that a push uploads, and
 every node of the hub pulls, little. The grouping is a function of the lock
-alone (names and dependencies, never sizes or the build's moment), so the
-same lock always gives the same groups, and the installer makes each group's
+alone (names and records, never sizes or the build's moment), so the same
+lock always gives the same groups, and the installer makes each group's
 layer byte for byte the same whenever the group's packages are the same.
 
-The groups, in install order (most stable first, because a changed group
-makes Docker run every later step again, though their layers come out the
-same; see docs/design.md#layers):
+The groups, in install order (most stable first: a changed group makes
+Docker run every later step again, though their layers come out the same;
+see docs/design.md#layers):
 
-1. `core`: python and everything it depends on, directly or not. The
-   interpreter and the libraries everything links; it changes rarely.
-2. `shared-N`: the packages that another package of the lock depends on,
-   in SHARED_BUCKETS buckets chosen by a hash of the package's name.
-3. `top-N`: the packages nothing depends on: environment.yml's own packages
-   (and leaves), in TOP_BUCKETS buckets by the same hash.
+1. `core`: python and everything it depends on, directly or not: the
+   interpreter and the libraries everything links. It changes rarely.
+2. `lib-N`: packages that do not depend on python (C and C++ libraries,
+   compilers' runtimes, data), in LIBRARY_BUCKETS buckets.
+3. `py-N`: packages that depend on python (modules, extensions, the
+   spec's own applications), in PYTHON_BUCKETS buckets.
 4. `pip`: the lock's pip packages, when there are any.
 
-A bucket depends only on the package's name and on whether anything depends
-on it, so a package changing version, or appearing or disappearing, touches
-its own bucket and no other; empty buckets make no layer.
+A package's group depends only on its own record (its name, and whether it
+depends on python), never on which other packages the lock holds; so a
+package that changes, appears or disappears touches its own group and no
+other, and empty groups make no layer. (Grouping by depth in the dependency
+tree would move a package when the only package depending on it goes.)
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from dataclasses import dataclass
 
 from tooling.buildpack.plan import CondaPackage, InstallPlan, PipPackage
 
-SHARED_BUCKETS = 8
-TOP_BUCKETS = 4
+LIBRARY_BUCKETS = 4
+PYTHON_BUCKETS = 12
 CORE = "core"
 PIP = "pip"
+PYTHON_NAMES = frozenset({"python", "python_abi"})
 
 
 @dataclass(frozen=True)
@@ -63,32 +66,27 @@ def bucket(name: str, buckets: int) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % buckets
 
 
-def depended_on(plan: InstallPlan) -> frozenset[str]:
-    """Names of the lock's packages that some other package of the lock depends on."""
-    names = {package.name for package in plan.packages}
-    return frozenset(
-        depend.split()[0]
-        for package in plan.packages
-        for depend in package.depends
-        if depend.split()[0] in names and depend.split()[0] != package.name
-    )
+def needs_python(package: CondaPackage) -> bool:
+    """Whether the package's own record depends on python (or its ABI): a Python module or application."""
+    return any(depend.split()[0] in PYTHON_NAMES for depend in package.depends)
+
+
+def group_name(package: CondaPackage) -> str:
+    """The group of a package outside the core: from its own record only."""
+    if needs_python(package):
+        return f"py-{bucket(package.name, PYTHON_BUCKETS)}"
+    return f"lib-{bucket(package.name, LIBRARY_BUCKETS)}"
 
 
 def layer_groups(plan: InstallPlan) -> tuple[LayerGroup, ...]:
     """The lock's packages as layers, in install order; a pure function of the lock."""
     core = plan.bootstrap_packages()
     core_names = {package.name for package in core}
-    shared = depended_on(plan)
     named: dict[str, list[CondaPackage]] = {}
     for package in plan.packages:
-        if package.name in core_names:
-            continue
-        if package.name in shared:
-            key = f"shared-{bucket(package.name, SHARED_BUCKETS)}"
-        else:
-            key = f"top-{bucket(package.name, TOP_BUCKETS)}"
-        named.setdefault(key, []).append(package)
-    order = [f"shared-{n}" for n in range(SHARED_BUCKETS)] + [f"top-{n}" for n in range(TOP_BUCKETS)]
+        if package.name not in core_names:
+            named.setdefault(group_name(package), []).append(package)
+    order = [f"lib-{n}" for n in range(LIBRARY_BUCKETS)] + [f"py-{n}" for n in range(PYTHON_BUCKETS)]
     groups = [LayerGroup(CORE, core)]
     groups += [LayerGroup(key, tuple(named[key])) for key in order if key in named]
     if plan.pip:

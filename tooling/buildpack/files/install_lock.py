@@ -379,8 +379,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, required=True, help="where verified package files are kept")
     parser.add_argument("--mirrors", type=Path, required=True, help="JSON: canonical channel URL -> mirror URL")
     parser.add_argument("--fixed-time", type=int, required=True, help="seconds since the epoch for every path")
+    parser.add_argument("--layer", required=True, help="the layer group's name (tooling/buildpack/layers.py)")
     args = parser.parse_args(argv)
     try:
+        say(f"layer {args.layer}")
         install_lock(args.plan, args.prefix, args.cache, args.mirrors, args.fixed_time)
     except InstallError as exc:
         say(f"error: {exc}")

@@ -90,8 +90,8 @@ def test_a_new_version_of_any_package_changes_its_own_layer_only(plan: InstallPl
 
 def test_environment_layers_are_named_from_the_history_and_looked_up_in_the_registry(plan: InstallPlan) -> None:
     groups = layer_groups(plan)
-    # docker history lists the newest step first; a LABEL step makes no layer.
-    steps = [HistoryEntry("", 80_000_000), HistoryEntry("RUN apt-get install", 1_000)]
+    # docker history lists the newest step first; a LABEL step makes no layer, a RUN step an empty one.
+    steps = [HistoryEntry("RUN apt-get clean", 0), HistoryEntry("RUN apt-get install", 1_000)]
     steps += [
         HistoryEntry(f"RUN python install_lock.py --layer {group.name}", 1_000 + i) for i, group in enumerate(groups)
     ]

@@ -262,10 +262,10 @@ def build_image(request: BuildRequest) -> BuildResult:
             outcome = existing
     with phases("inspect the image"):
         layers = _largest_layers(docker, reference)
-        history = docker.history(reference)
+        history = own_steps(docker.history(reference), len(docker.history(request.base)))
     with phases(f"ask {request.registry} which layers it holds"):
         held = _registry_layers(request)
-    environment = environment_layers(plan, history, outcome.image.layers, held)
+    environment = environment_layers(plan, history, outcome.image.layers[len(base.layers) :], held)
     State.load(request.root).record_build(BuiltImage(reference, outcome.image.image_id, lock_sha256))
     return BuildResult(
         reference=reference,
@@ -536,22 +536,33 @@ def _registry_layers(request: BuildRequest) -> dict[str, RemoteLayer] | None:
 
 
 _LAYER_NAME = re.compile(rf"{LAYER_OPTION} (\S+)")
+# The Dockerfile instructions that make a layer when BuildKit builds them (even an empty one).
+_LAYER_INSTRUCTIONS = ("RUN", "COPY", "ADD", "WORKDIR")
+
+
+def own_steps(history: Sequence[HistoryEntry], base_steps: int) -> tuple[HistoryEntry, ...]:
+    """The image's own steps (newest first), without the `base_steps` its base image brought."""
+    return tuple(history[: len(history) - base_steps])
+
+
+def _makes_layer(entry: HistoryEntry) -> bool:
+    return entry.size > 0 or entry.created_by.split(" ", 1)[0] in _LAYER_INSTRUCTIONS
 
 
 def environment_layers(
     plan: InstallPlan,
-    history: Sequence[HistoryEntry],
+    steps: Sequence[HistoryEntry],
     diff_ids: Sequence[str],
     held: Mapping[str, RemoteLayer] | None,
 ) -> tuple[EnvironmentLayer, ...]:
-    """The environment's layers (one per install step the history shows), named, counted, sized, looked up.
+    """The environment's layers (one per install step), named, counted, sized, and looked up in the registry.
 
-    `history` is newest first, as `docker history` lists it; each step with a non-empty layer made the
-    next of `diff_ids` (base first). When the counts disagree, the layers go without diff ids.
+    `steps` are the Dockerfile's steps, newest first (`docker history` without the base image's), and
+    `diff_ids` the layers they made, oldest first (the image's layers without the base image's). When the
+    steps that make a layer are not as many as the layers, the layers go without diff ids.
     """
     counts = {group.name: group.count for group in layer_groups(plan)}
-    oldest_first = list(reversed(history))
-    with_layers = [entry for entry in oldest_first if entry.size > 0]
+    with_layers = [entry for entry in reversed(steps) if _makes_layer(entry)]
     matched = len(with_layers) == len(diff_ids)
     layers = []
     for index, entry in enumerate(with_layers):

@@ -94,7 +94,8 @@ def _bind(folder: str, target: str) -> str:
 
 def _prepare_prefix_script() -> str:
     # The install steps' mount points exist beforehand, with fixed times, so that BuildKit does not create
-    # them (with the build's time) in an environment layer.
+    # them (with the build's time) in an environment layer. Every environment layer holds the prefix's
+    # parent folders as they are, so they get the fixed time too (APP_BASE is CONDA_DIR's parent).
     return (
         f"{_bind('image-files', IMAGE_FILES_MOUNT)} \\\n"
         '    install -d -o "${NB_USER}" -g "${NB_USER}" \\\n'
@@ -102,8 +103,8 @@ def _prepare_prefix_script() -> str:
         f"    install -d {BOOTSTRAP_MOUNT} {INSTALL_MOUNT} {GROUP_MOUNT} {PACKAGE_CACHE_MOUNT} && \\\n"
         f"    install -m 0600 /dev/null {MIRRORS_MOUNT} && \\\n"
         f"    install -m 0644 {IMAGE_FILES_MOUNT}/{ACTIVATE_SCRIPT} {PROFILE_SCRIPT} && \\\n"
-        f'    touch -h -d {FIXED_TIME} "${{CONDA_DIR}}" "${{CONDA_DIR}}/envs" "${{NB_PYTHON_PREFIX}}" \\\n'
-        f"        {PROFILE_SCRIPT} \\\n"
+        f'    touch -h -d {FIXED_TIME} "${{APP_BASE}}" "${{CONDA_DIR}}" "${{CONDA_DIR}}/envs" \\\n'
+        f'        "${{NB_PYTHON_PREFIX}}" {PROFILE_SCRIPT} \\\n'
         f"        {BOOTSTRAP_MOUNT} {INSTALL_MOUNT} {GROUP_MOUNT} {PACKAGE_CACHE_MOUNT} {MIRRORS_MOUNT}"
     )
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from tooling.buildpack.plan import CondaPackage, InstallPlan, PipPackage
 
 LIBRARY_BUCKETS = 4
-PYTHON_BUCKETS = 12
+PYTHON_BUCKETS = 16
 CORE = "core"
 PIP = "pip"
 PYTHON_NAMES = frozenset({"python", "python_abi"})

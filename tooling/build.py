@@ -30,7 +30,9 @@
    changing `created` costs no rebuild, and no label is a tag input.
 7. The image is recorded in .hubship/state.json for the smoke-test and push
    stages, and the result carries what the report shows: id, size, largest
-   layers, how long each phase and each Docker step took. The full build log
+   layers, the environment's layers (`tooling.buildpack.layers`: each one's
+   packages, size, and whether the registry already holds it), how long each
+   phase and each Docker step took. The full build log
    and the Dockerfile are kept in .hubship/logs/.
 
 A failed build raises one `ToolingError` naming the failing step (the
@@ -182,7 +184,7 @@ class EnvironmentLayer:
     packages: int
     size: int  # bytes, uncompressed
     diff_id: str  # '' when the image's history cannot be matched to its layers
-    in_registry: bool | None  # None: the registry could not be asked
+    in_registry: bool | None  # None: unknown (the registry could not be asked, or the layer has no diff id)
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ def base_pin_advice(result: BuildResult) -> str:
 
 
 def in_registry(held: bool | None) -> str:
-    return {True: "in the registry", False: "new", None: "registry not asked"}[held]
+    return {True: "in the registry", False: "new to the registry", None: "registry: unknown"}[held]
 
 
 def environment_lines(result: BuildResult) -> list[str]:

@@ -22,22 +22,23 @@ What it does, in order:
    checks only one hash (sha256 when it has one), so both are checked here,
    before anything is linked: one mismatch and nothing is installed.
 2. Link: py-rattler installs the verified files (no solve: exactly these
-   records) into the prefix, extracting them into a package cache in /tmp
+   records) into the prefix, extracting them into a package cache beside the
+   prefix (so files are hard-linked, with the times their archive gives them)
    that is deleted at the end of the step, so no package cache stays in the
    image. Link scripts are not run (py-rattler's default).
 3. Record: conda-meta gets the lock's canonical URL of every package (the
    installer read local files) and no path of the deleted package cache.
 4. pip: the lock's `# pip NAME @ URL#sha256=...` lines are installed with the
    environment's own pip, `--no-deps --require-hashes --no-index`.
-5. Bytecode: py-rattler writes no .pyc for noarch packages, so the
-   environment's own Python compiles every module this step added; a hub
-   starts a server per user, and each start would otherwise compile them
-   again. The .pyc files are "unchecked-hash" ones: they record a hash of
-   the source, not its time, and Python never checks them against the
-   source (the environment is never edited), so they do not go stale when
-   the next step fixes every time.
-6. Fixed times: every path this step added or changed gets the same time
-   (`--fixed-time`), so the layer is the same bytes whenever the group is.
+5. Fixed times: every folder this step added or changed, and every file it
+   wrote (conda-meta, entry points, files with the prefix patched in, pip's,
+   the .pyc below) gets the same time (`--fixed-time`); files linked from
+   package archives keep the archive's times. So the layer is the same bytes
+   whenever the group is, and the .pyc files packages ship stay valid.
+6. Bytecode: py-rattler writes no .pyc for noarch packages, so the
+   environment's own Python compiles every module this step added that has
+   none (after the times are fixed: a .pyc records its source's time); a hub
+   starts a server per user, and each start would otherwise compile them.
 7. Check: conda-meta holds the group's packages.
 
 Errors are printed as `hubship-install: error: ...` lines, which the build
@@ -53,6 +54,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -210,10 +212,11 @@ def installed_records(prefix: Path) -> list[PrefixRecord]:
 
 def link(records: list[RepoDataRecord], prefix: Path) -> None:
     # The earlier layers' packages are installed and wanted: py-rattler leaves them as they are
-    # and links only this group's. The package cache is in /tmp, a tmpfs the step's layer never
-    # holds, at a fixed path because conda-meta records it (link.source).
+    # and links only this group's. The package cache is beside the prefix, on the same file system,
+    # so files are hard-linked with the times the package archive gives them; it is gone before
+    # the step's layer is made, and at a fixed path because conda-meta records it (link.source).
     installed = installed_records(prefix)
-    package_cache = Path(tempfile.gettempdir()) / "hubship-package-cache"
+    package_cache = package_cache_of(prefix)
     try:
         asyncio.run(
             install(
@@ -228,6 +231,10 @@ def link(records: list[RepoDataRecord], prefix: Path) -> None:
         )
     finally:
         shutil.rmtree(package_cache, ignore_errors=True)
+
+
+def package_cache_of(prefix: Path) -> Path:
+    return prefix.parent / ".hubship-package-cache"
 
 
 def record_canonical_urls(prefix: Path, packages: Sequence[Package]) -> None:
@@ -284,23 +291,23 @@ def install_pip(prefix: Path, pip: Sequence[PipPackage]) -> None:
         )
 
 
-def snapshot(prefix: Path) -> dict[str, int]:
-    """Every path under the prefix (itself included) with its modification time, in nanoseconds."""
-    paths = {str(prefix): prefix.lstat().st_mtime_ns}
-    for folder, dirs, files in os.walk(prefix):
+def snapshot(folder: Path) -> dict[str, int]:
+    """Every path under `folder` (itself included) with its modification time, in nanoseconds."""
+    paths = {str(folder): folder.lstat().st_mtime_ns}
+    for parent, dirs, files in os.walk(folder):
         for name in (*dirs, *files):
-            path = Path(folder, name)
+            path = Path(parent, name)
             paths[str(path)] = path.lstat().st_mtime_ns
     return paths
 
 
-def changed_since(before: dict[str, int], prefix: Path) -> list[str]:
-    """The paths this step added or changed, sorted."""
-    return sorted(path for path, mtime in snapshot(prefix).items() if before.get(path) != mtime)
+def changed_since(before: dict[str, int], folder: Path) -> list[str]:
+    """The paths under `folder` this step added or changed, sorted."""
+    return sorted(path for path, mtime in snapshot(folder).items() if before.get(path) != mtime)
 
 
 def compile_bytecode(prefix: Path, paths: Sequence[str]) -> None:
-    """Unchecked-hash .pyc files for the modules this step added, in one worker per core."""
+    """.pyc files for the modules this step added that have none, in one worker per core, in a fixed order."""
     sources = [path for path in paths if path.endswith(".py") and "/lib/python3" in path]
     if not sources:
         return
@@ -312,25 +319,19 @@ def compile_bytecode(prefix: Path, paths: Sequence[str]) -> None:
             listing.write_text("".join(f"{path}\n" for path in sources[worker::workers]), encoding="utf-8")
             # A few files of some packages are not Python 3 on purpose (test data, templates):
             # compileall reports them and exits non-zero; they stay source, as with conda.
-            compileall = [
-                str(prefix / "bin" / "python"),
-                "-m",
-                "compileall",
-                "-qq",
-                "-f",
-                "--invalidation-mode",
-                "unchecked-hash",
-                "-i",
-                str(listing),
-            ]
+            compileall = [str(prefix / "bin" / "python"), "-m", "compileall", "-qq", "-i", str(listing)]
             running.append(subprocess.Popen(compileall))
         for process in running:
             process.wait()
 
 
-def fix_times(paths: Sequence[str], fixed_time: int) -> None:
+def fix_times(paths: Sequence[str], since_ns: int, fixed_time: int) -> None:
+    """Folders, and files written since `since_ns`, get `fixed_time`; files from package archives keep theirs."""
     for path in paths:
-        if os.path.lexists(path):
+        if not os.path.lexists(path):
+            continue
+        status = os.lstat(path)
+        if stat.S_ISDIR(status.st_mode) or status.st_mtime_ns >= since_ns:
             os.utime(path, (fixed_time, fixed_time), follow_symlinks=False)
 
 
@@ -349,9 +350,11 @@ def size_of(paths: Sequence[str]) -> int:
 
 
 def install_lock(plan: Path, prefix: Path, cache: Path, mirrors: Path, fixed_time: int) -> None:
-    started = time.monotonic()
+    started, started_ns = time.monotonic(), time.time_ns()
     packages, pip = read_plan(plan)
-    before = snapshot(prefix)
+    # The prefix's parent holds the package cache while the step runs: its time changes too.
+    envs = prefix.parent
+    before = snapshot(envs)
     if packages:
         say(f"fetching and verifying {len(packages)} packages (md5 and sha256 of each)")
         files = asyncio.run(fetch_all(packages, read_mirrors(mirrors), cache / "archives"))
@@ -361,11 +364,14 @@ def install_lock(plan: Path, prefix: Path, cache: Path, mirrors: Path, fixed_tim
     if pip:
         say(f"installing {len(pip)} pip packages with the environment's pip")
         install_pip(prefix, pip)
+    # Fixed times before compiling: a .pyc records its source's time.
+    added = changed_since(before, envs)
+    fix_times(added, started_ns, fixed_time)
     say("compiling bytecode")
-    compile_bytecode(prefix, changed_since(before, prefix))
+    compile_bytecode(prefix, added)
     check_installed(prefix, packages)
-    added = changed_since(before, prefix)
-    fix_times(added, fixed_time)
+    added = changed_since(before, envs)
+    fix_times(added, started_ns, fixed_time)
     say(
         f"installed {len(packages)} conda and {len(pip)} pip packages "
         f"({size_of(added) / 1e6:.0f} MB) in {time.monotonic() - started:.1f} s"

@@ -56,6 +56,8 @@ from tests.rig.docker import build_with_buildkit, rig_docker  # noqa: E402
 from tests.rig.hub_fixtures import RigHub, copy_hub, make_rig_hub  # noqa: E402
 from tests.rig.registry import serve_registry  # noqa: E402
 from tooling.build import BuildResult, build_image  # noqa: E402
+from tooling.buildpack.layers import layer_groups  # noqa: E402
+from tooling.buildpack.plan import InstallPlan, read_install_plan  # noqa: E402
 from tooling.config import load_config  # noqa: E402
 from tooling.docker import Docker  # noqa: E402
 from tooling.lock import LockRequest, lock_environment  # noqa: E402
@@ -160,6 +162,36 @@ def cost(first: BuildResult, changed: BuildResult, pushed: PushResult) -> Cost:
     return Cost(new, pushed.uploaded_bytes)
 
 
+def only_needed_by(plan: InstallPlan) -> dict[str, set[str]]:
+    """Each root (a package nothing depends on) -> itself and the packages no other root needs."""
+    names = {package.name for package in plan.packages}
+    needs = {p.name: {d.split()[0] for d in p.depends} & names - {p.name} for p in plan.packages}
+    roots = sorted(names - set().union(*needs.values()))
+    reached: dict[str, set[str]] = {}
+    for root in roots:
+        pending, seen = [root], {root}
+        while pending:
+            for name in needs[pending.pop()] - seen:
+                seen.add(name)
+                pending.append(name)
+        reached[root] = seen
+    return {
+        root: seen - set().union(*(reached[other] for other in roots if other != root))
+        for root, seen in reached.items()
+    }
+
+
+def leaf_removal_bounds(hub: RigHub, first: BuildResult) -> dict[str, int]:
+    """Each root -> the bytes of the layers its removal (with what only it needs) touches: an upper bound."""
+    plan = read_install_plan(hub.explicit_lock, hub.root / "environments" / "conda-lock.yml")
+    group_of = {package.name: group.name for group in layer_groups(plan) for package in group.packages}
+    size_of = {layer.name: layer.size for layer in first.environment_layers}
+    return {
+        root: sum(size_of[group] for group in {group_of[name] for name in gone})
+        for root, gone in only_needed_by(plan).items()
+    }
+
+
 def compressed_environment(registry: str, name: str, first: BuildResult) -> int:
     environment = {layer.diff_id for layer in first.environment_layers}
     with RegistryClient(registry, Credentials("none")) as client:
@@ -244,6 +276,10 @@ def main() -> int:
                     verdict = "  within 10%" if fits else "  OVER 10%"
                 new, uploaded = share(spent.new_bytes, environment), share(spent.uploaded_bytes, compressed)
                 print(f"{title:<36} {new}   {uploaded}{verdict}")
+            bounds = leaf_removal_bounds(hub, first)
+            print("removing any one root of the lock (with what only it needs), layers it touches at most:")
+            for root, touched in sorted(bounds.items(), key=lambda item: item[1]):
+                print(f"  {root:<34} {share(touched, environment)}")
             one_layer = one_layer_toolkit(work / "one-layer")
             cold = {}
             for label, toolkit in (("one layer", one_layer), ("layers", PROJECT)):

@@ -200,7 +200,7 @@ class BuildResult:
     base: str
     lock_sha256: str
     packages: int
-    largest_layers: tuple[HistoryEntry, ...]  # what made each, shortened by describe_layer
+    largest_layers: tuple[HistoryEntry, ...]  # what made each, shortened by describe_layer; the environment as one
     environment_layers: tuple[EnvironmentLayer, ...]  # in install order
     phases: tuple[Timing, ...]
     docker_steps: tuple[Timing, ...]  # every step of the Dockerfile, in order (empty when nothing was built)
@@ -764,9 +764,16 @@ def _what_to_do(step_name: str) -> str:
 
 
 def _largest_layers(docker: Docker, reference: str) -> tuple[HistoryEntry, ...]:
+    """The largest layers, the environment's counted as one (its layers are listed on their own)."""
     history = [entry for entry in docker.history(reference) if entry.size > 0]
-    largest = sorted(history, key=lambda entry: entry.size, reverse=True)[:LARGEST_LAYERS]
-    return tuple(replace(entry, created_by=describe_layer(entry.created_by)) for entry in largest)
+    environment = [entry for entry in history if INSTALLER in entry.created_by]
+    others = [
+        replace(entry, created_by=describe_layer(entry.created_by)) for entry in history if entry not in environment
+    ]
+    if environment:
+        described = f"{describe_layer(environment[0].created_by)} ({len(environment)} layers)"
+        others.append(HistoryEntry(described, sum(entry.size for entry in environment)))
+    return tuple(sorted(others, key=lambda entry: entry.size, reverse=True)[:LARGEST_LAYERS])
 
 
 def describe_layer(created_by: str) -> str:

@@ -26,6 +26,7 @@ the first lock with the environment in one layer, as the toolkit built it before
 (commit ONE_LAYER_COMMIT, run from an export of that commit), against the
 current build: at most 20% slower, image at most 2% larger. CPU may be shared
 with other work on the machine; run it on a quiet one for figures to compare.
+The images it builds are removed at the end.
 """
 
 from __future__ import annotations
@@ -227,6 +228,14 @@ def one_layer_toolkit(folder: Path) -> Path:
     return folder
 
 
+def remove_images(docker: Docker, *repositories: str) -> None:
+    """Every image of these repositories (the ones this run built and pushed), by reference."""
+    listed = docker.run("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    for reference in listed:
+        if reference.rsplit(":", 1)[0] in repositories:
+            docker.run("rmi", reference, check=False)
+
+
 def share(part: int, whole: int) -> str:
     return f"{part / 1e6:8.1f} MB ({100 * part / whole:5.1f}%)"
 
@@ -286,6 +295,7 @@ def main() -> int:
                 cold_hub = copy_hub(hub, work / f"cold-{label.replace(' ', '-')}", registry.address)
                 cold_hub.set_hub_toml("image", "base", fresh_base_image(docker, work))
                 cold[label] = (cold_build_seconds(cold_hub, toolkit), built_size(docker, cold_hub))
+            remove_images(docker, f"{registry.address}/{name}", "hubship-bench/base")
     (one_s, one_size), (many_s, many_size) = cold["one layer"], cold["layers"]
     print(f"first build with push skipped from the figure: {layered_seconds:.1f} s")
     print(f"cold build, one layer: {one_s:6.1f} s, image {one_size / 1e6:8.1f} MB")

@@ -30,7 +30,9 @@
    changing `created` costs no rebuild, and no label is a tag input.
 7. The image is recorded in .hubship/state.json for the smoke-test and push
    stages, and the result carries what the report shows: id, size, largest
-   layers, how long each phase and each Docker step took. The full build log
+   layers, the environment's layers (`tooling.buildpack.layers`: each one's
+   packages, size, and whether the registry already holds it), how long each
+   phase and each Docker step took. The full build log
    and the Dockerfile are kept in .hubship/logs/.
 
 A failed build raises one `ToolingError` naming the failing step (the
@@ -57,8 +59,17 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from tooling import __version__
-from tooling.buildpack import BUILDPACK_VERSION, INSTALLER, MIRRORS_SECRET, installer_files_digest, write_build_files
+from tooling.buildpack import (
+    BUILDPACK_VERSION,
+    INSTALLER,
+    LAYER_OPTION,
+    MIRRORS_SECRET,
+    buildpack_for,
+    installer_files_digest,
+    write_build_files,
+)
 from tooling.buildpack.bootstrap import NO_SPACE, default_cache_dir, ensure_bootstrap
+from tooling.buildpack.layers import layer_groups
 from tooling.buildpack.plan import RATTLER_DISTRIBUTION, InstallPlan, read_install_plan
 from tooling.channels import mirror_prefixes, register_url_secrets
 from tooling.config import HubConfig
@@ -70,7 +81,15 @@ from tooling.lock import LockCheck, LockRequest, check_lock
 from tooling.log import Step, logger, step
 from tooling.proc import run
 from tooling.r2d_engine import EngineSettings, build_with_repo2docker
-from tooling.registry import RegistryClient, RegistryError, RetryPolicy, docker_logged_in, find_credentials
+from tooling.registry import (
+    RegistryClient,
+    RegistryError,
+    RemoteLayer,
+    RetryPolicy,
+    docker_logged_in,
+    find_credentials,
+    held_layers,
+)
 from tooling.state import STATE_DIR, BuiltImage, State, now
 
 TAG_PREFIX = "img-"
@@ -158,6 +177,17 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class EnvironmentLayer:
+    """One layer of the environment: its group, how many packages, its size, and whether the registry has it."""
+
+    name: str
+    packages: int
+    size: int  # bytes, uncompressed
+    diff_id: str  # '' when the image's history cannot be matched to its layers
+    in_registry: bool | None  # None: unknown (the registry could not be asked, or the layer has no diff id)
+
+
+@dataclass(frozen=True)
 class BuildResult:
     """What the build stage did, and what the image is."""
 
@@ -170,7 +200,8 @@ class BuildResult:
     base: str
     lock_sha256: str
     packages: int
-    largest_layers: tuple[HistoryEntry, ...]  # what made each, shortened by describe_layer
+    largest_layers: tuple[HistoryEntry, ...]  # what made each, shortened by describe_layer; the environment as one
+    environment_layers: tuple[EnvironmentLayer, ...]  # in install order
     phases: tuple[Timing, ...]
     docker_steps: tuple[Timing, ...]  # every step of the Dockerfile, in order (empty when nothing was built)
     labels: Mapping[str, str]
@@ -233,6 +264,10 @@ def build_image(request: BuildRequest) -> BuildResult:
             outcome = existing
     with phases("inspect the image"):
         layers = _largest_layers(docker, reference)
+        history = own_steps(docker.history(reference), len(docker.history(request.base)))
+    with phases(f"ask {request.registry} which layers it holds"):
+        held = _registry_layers(request)
+    environment = environment_layers(plan, history, outcome.image.layers[len(base.layers) :], held)
     State.load(request.root).record_build(BuiltImage(reference, outcome.image.image_id, lock_sha256))
     return BuildResult(
         reference=reference,
@@ -245,6 +280,7 @@ def build_image(request: BuildRequest) -> BuildResult:
         lock_sha256=lock_sha256,
         packages=len(plan.packages) + len(plan.pip),
         largest_layers=layers,
+        environment_layers=environment,
         phases=tuple(phases.timings),
         docker_steps=outcome.docker_steps,
         labels=dict(outcome.image.labels),
@@ -281,6 +317,7 @@ def _build(
         context_dir=work / "context",
         secrets={MIRRORS_SECRET: secret},
         on_line=build_log.add,
+        buildpack=buildpack_for(layer_groups(plan)),
     )
     with phases(f"build with repo2docker ({builder})") as progress:
         build_log.progress = progress.update
@@ -484,6 +521,62 @@ def _registry_holds(request: BuildRequest, tag: str) -> bool:
     return False
 
 
+def _registry_layers(request: BuildRequest) -> dict[str, RemoteLayer] | None:
+    """Diff id -> layer for the layers of the image name's tags in the registry; None, with a warning, if unknown."""
+    state = State.load(request.root)
+    first = [state.pushed.reference.rsplit(":", 1)[1]] if state.pushed is not None else []
+    try:
+        credentials = find_credentials(request.registry)
+        with RegistryClient(request.registry, credentials, REGISTRY_CHECK_RETRY) as registry:
+            return held_layers(registry, request.name, first)
+    except RegistryError as exc:
+        why = exc.summary
+    except ToolingError as exc:  # the credentials themselves could not be read
+        why = exc.message
+    logger.warning("could not ask %s which layers of %s it holds (%s)", request.registry, request.name, why)
+    return None
+
+
+_LAYER_NAME = re.compile(rf"{LAYER_OPTION} (\S+)")
+# The Dockerfile instructions that make a layer when BuildKit builds them (even an empty one).
+_LAYER_INSTRUCTIONS = ("RUN", "COPY", "ADD", "WORKDIR")
+
+
+def own_steps(history: Sequence[HistoryEntry], base_steps: int) -> tuple[HistoryEntry, ...]:
+    """The image's own steps (newest first), without the `base_steps` its base image brought."""
+    return tuple(history[: len(history) - base_steps])
+
+
+def _makes_layer(entry: HistoryEntry) -> bool:
+    return entry.size > 0 or entry.created_by.split(" ", 1)[0] in _LAYER_INSTRUCTIONS
+
+
+def environment_layers(
+    plan: InstallPlan,
+    steps: Sequence[HistoryEntry],
+    diff_ids: Sequence[str],
+    held: Mapping[str, RemoteLayer] | None,
+) -> tuple[EnvironmentLayer, ...]:
+    """The environment's layers (one per install step), named, counted, sized, and looked up in the registry.
+
+    `steps` are the Dockerfile's steps, newest first (`docker history` without the base image's), and
+    `diff_ids` the layers they made, oldest first (the image's layers without the base image's). When the
+    steps that make a layer are not as many as the layers, the layers go without diff ids.
+    """
+    counts = {group.name: group.count for group in layer_groups(plan)}
+    with_layers = [entry for entry in reversed(steps) if _makes_layer(entry)]
+    matched = len(with_layers) == len(diff_ids)
+    layers = []
+    for index, entry in enumerate(with_layers):
+        found = _LAYER_NAME.search(entry.created_by)
+        if found is None or INSTALLER not in entry.created_by:
+            continue
+        diff_id = diff_ids[index] if matched else ""
+        in_registry = None if held is None or not diff_id else diff_id in held
+        layers.append(EnvironmentLayer(found.group(1), counts.get(found.group(1), 0), entry.size, diff_id, in_registry))
+    return tuple(layers)
+
+
 # --- labels ------------------------------------------------------------------------------------
 
 
@@ -671,9 +764,16 @@ def _what_to_do(step_name: str) -> str:
 
 
 def _largest_layers(docker: Docker, reference: str) -> tuple[HistoryEntry, ...]:
+    """The largest layers, the environment's counted as one (its layers are listed on their own)."""
     history = [entry for entry in docker.history(reference) if entry.size > 0]
-    largest = sorted(history, key=lambda entry: entry.size, reverse=True)[:LARGEST_LAYERS]
-    return tuple(replace(entry, created_by=describe_layer(entry.created_by)) for entry in largest)
+    environment = [entry for entry in history if INSTALLER in entry.created_by]
+    others = [
+        replace(entry, created_by=describe_layer(entry.created_by)) for entry in history if entry not in environment
+    ]
+    if environment:
+        described = f"{describe_layer(environment[0].created_by)} ({len(environment)} layers)"
+        others.append(HistoryEntry(described, sum(entry.size for entry in environment)))
+    return tuple(sorted(others, key=lambda entry: entry.size, reverse=True)[:LARGEST_LAYERS])
 
 
 def describe_layer(created_by: str) -> str:

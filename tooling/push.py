@@ -17,6 +17,11 @@
 5. After `docker push`, the registry is asked again; the digest it serves is
    what is recorded and printed (NAME:TAG@DIGEST), and only after checking
    that it really is the local image (a concurrent push would show here).
+6. What the push cost: before it, the layers of the repository's images in
+   the registry are surveyed (`registry.held_layers`, the image pushed last
+   first); after it, each layer of the pushed manifest counts as uploaded
+   unless the registry already held its blob. So the result says how many
+   bytes went up and how many the registry already had.
 
 Design notes: docs/design.md#toolingpushpy.
 """
@@ -36,10 +41,12 @@ from tooling.registry import (
     Credentials,
     RegistryClient,
     RegistryError,
+    RemoteLayer,
     RemoteManifest,
     RetryPolicy,
     docker_logged_in,
     find_credentials,
+    held_layers,
 )
 from tooling.state import PushedImage, State
 
@@ -77,6 +84,10 @@ class PushResult:
     pushed: bool  # False: the registry already held this image under the tag; nothing was uploaded
     credentials: str  # where credentials came from (never their values)
     seconds: float
+    uploaded_bytes: int  # compressed bytes of the layers the registry did not hold before the push
+    reused_bytes: int  # compressed bytes of the image's layers the registry already held
+    uploaded_layers: int
+    layers: int
 
     @property
     def pinned(self) -> str:
@@ -100,11 +111,15 @@ def push_image(request: PushRequest) -> PushResult:
             held = _ask(registry, request.name, source.tag)
         pushed = held is None
         if held is None:
+            before = _held_blobs(registry, request.name, state)
             _docker_push(docker, str(source), target, request.registry, credentials)
             held = _require_pushed(_ask(registry, request.name, source.tag), image, request.repository, target)
         else:
             _require_same_image(held, image, request, target)
             logger.info("%s already holds this image (%s); nothing to upload", target, held.digest)
+            before = None
+        layers = _remote_layers(registry, request.name, held.digest)
+    uploaded = [layer for layer in layers if before is not None and layer.digest not in before]
     state.record_push(PushedImage(target, held.digest, image.image_id))
     return PushResult(
         source=str(source),
@@ -114,7 +129,28 @@ def push_image(request: PushRequest) -> PushResult:
         pushed=pushed,
         credentials=credentials.source,
         seconds=time.monotonic() - started,
+        uploaded_bytes=sum(layer.size for layer in uploaded),
+        reused_bytes=sum(layer.size for layer in layers) - sum(layer.size for layer in uploaded),
+        uploaded_layers=len(uploaded),
+        layers=len(layers),
     )
+
+
+def _held_blobs(registry: RegistryClient, name: str, state: State) -> frozenset[str]:
+    """The layer blobs the registry holds for NAME's images before the push (the image pushed last first)."""
+    first = [state.pushed.reference.rsplit(":", 1)[1]] if state.pushed is not None else []
+    with step(f"ask {registry.registry} which layers of {name} it holds"):
+        try:
+            return frozenset(layer.digest for layer in held_layers(registry, name, first).values())
+        except RegistryError as exc:
+            raise ToolingError(f"{exc.message} {RERUN}") from None
+
+
+def _remote_layers(registry: RegistryClient, name: str, digest: str) -> tuple[RemoteLayer, ...]:
+    try:
+        return registry.layers(name, digest)
+    except RegistryError as exc:
+        raise ToolingError(f"{exc.message} {RERUN}") from None
 
 
 def _ask(registry: RegistryClient, name: str, tag: str) -> RemoteManifest | None:

@@ -52,6 +52,7 @@ class EngineSettings:
     context_dir: Path  # an empty folder to unpack the context into
     secrets: Mapping[str, Path]
     on_line: Callable[[str], None]
+    buildpack: type[HubshipBuildPack]  # `buildpack_for` the lock's layer groups
 
 
 class BuildKitEngine(ContainerEngine):  # type: ignore[misc]  # repo2docker is untyped
@@ -114,7 +115,7 @@ def build_with_repo2docker(
         user_id=NB_UID,
         user_name=NB_USER,
         labels=dict(labels),
-        buildpacks=[HubshipBuildPack],
+        buildpacks=[settings.buildpack],
         platform=DOCKER_PLATFORM,
         run=False,
         push=False,

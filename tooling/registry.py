@@ -288,6 +288,15 @@ class RemoteManifest:
 
 
 @dataclass(frozen=True)
+class RemoteLayer:
+    """One layer of an image in a registry: its blob (compressed) digest and size, and its diff id (uncompressed)."""
+
+    digest: str
+    size: int
+    diff_id: str
+
+
+@dataclass(frozen=True)
 class Challenge:
     """A `WWW-Authenticate` header: `Basic realm=...` or `Bearer realm=...,service=...,scope=...`."""
 
@@ -352,6 +361,40 @@ class RegistryClient:
             configs = tuple(self._platform_config(name, child) for child in body.get("manifests") or ())
             return RemoteManifest(digest, tuple(config for config in configs if config))
         return RemoteManifest(digest, (str((body.get("config") or {}).get("digest", "")),))
+
+    def tags(self, name: str) -> tuple[str, ...]:
+        """The tags the registry lists for NAME (its first page); none when it has no such repository."""
+        response = self._get(f"/v2/{name}/tags/list", name, accept=("application/json",))
+        if response.status_code == 404:
+            return ()
+        if not response.ok:
+            status = _status(response)
+            raise RegistryError(f"The registry {self.registry} answered {status} when asked for the tags of {name}")
+        return tuple(str(tag) for tag in self._json(response, f"the tags of {name}").get("tags") or ())
+
+    def layers(self, name: str, reference: str) -> tuple[RemoteLayer, ...]:
+        """The layers of the image NAME:REFERENCE holds (the first platform of an index); none when it holds none."""
+        response = self._get_manifest(name, reference)
+        if response is None:
+            return ()
+        body = self._json(response, f"{name}:{reference}")
+        if "manifests" in body:
+            children = body.get("manifests") or ()
+            return self.layers(name, str(children[0].get("digest", ""))) if children else ()
+        config_digest = str((body.get("config") or {}).get("digest", ""))
+        config = self._get(f"/v2/{name}/blobs/{config_digest}", name, accept=("*/*",))
+        if not config.ok:
+            raise RegistryError(
+                f"The registry {self.registry} answered {_status(config)} for the image config of {name}:{reference}"
+            )
+        diff_ids = (self._json(config, f"the image config of {name}:{reference}").get("rootfs") or {}).get(
+            "diff_ids"
+        ) or ()
+        blobs = body.get("layers") or ()
+        return tuple(
+            RemoteLayer(str(blob.get("digest", "")), int(blob.get("size") or 0), str(diff_id))
+            for blob, diff_id in zip(blobs, diff_ids, strict=False)
+        )
 
     def _platform_config(self, name: str, child: Mapping[str, Any]) -> str:
         response = self._get_manifest(name, str(child.get("digest", "")))
@@ -519,6 +562,29 @@ def _registry_errors(response: requests.Response) -> str:
         return ""
     described = (f"{error.get('code', '')} {error.get('message', '')}".strip() for error in errors[:2])
     return "; ".join(text for text in described if text)
+
+
+# ---------------------------------------------------------------- layers a registry already holds
+
+# How many of a repository's tags are read to learn which layers the registry holds: a bound on the
+# requests one build or push makes (two per tag), enough for the recent images of one hub.
+SURVEYED_TAGS = 20
+
+
+def held_layers(registry: RegistryClient, name: str, first: Sequence[str] = ()) -> dict[str, RemoteLayer]:
+    """Diff id -> layer, for the layers of NAME's images in the registry: the tags `first`, then others.
+
+    At most SURVEYED_TAGS tags are read; `first` names the ones most likely to share layers (the image
+    pushed last), so that they are among them.
+    """
+    listed = registry.tags(name)
+    chosen = [tag for tag in first if tag in listed]
+    chosen += [tag for tag in sorted(listed, reverse=True) if tag not in chosen]
+    held: dict[str, RemoteLayer] = {}
+    for tag in chosen[:SURVEYED_TAGS]:
+        for layer in registry.layers(name, tag):
+            held.setdefault(layer.diff_id, layer)
+    return held
 
 
 # ---------------------------------------------------------------- docker's own login

@@ -20,19 +20,21 @@ from pathlib import Path
 
 from repo2docker.buildpacks.base import BaseImage
 
+from tooling.buildpack.layers import LayerGroup, layer_groups
 from tooling.buildpack.plan import InstallPlan
 from tooling.files import write_atomic
 from tooling.images import NB_UID
 
 # Bump when the Dockerfile this buildpack renders, or what the installer does, changes:
 # it is one of the image tag's inputs.
-BUILDPACK_VERSION = "1"
+BUILDPACK_VERSION = "2"
 
 
 # The folder the engine adds to the build context, and where the install step mounts its parts.
 CONTEXT_FOLDER = "hubship"
 BOOTSTRAP_MOUNT = "/opt/hubship/bootstrap"
 INSTALL_MOUNT = "/opt/hubship/install"
+GROUP_MOUNT = "/opt/hubship/group"
 IMAGE_FILES_MOUNT = "/opt/hubship/image-files"
 PACKAGE_CACHE_MOUNT = "/opt/hubship/packages"
 MIRRORS_MOUNT = "/opt/hubship/mirrors.json"
@@ -40,8 +42,12 @@ PACKAGE_CACHE_ID = "hubship-conda-packages"
 MIRRORS_SECRET = "hubship-mirrors"  # noqa: S105 (the id of a BuildKit secret, not a password)
 INSTALLER = "install_lock.py"
 PLAN = "plan.json"
+# The installer's option naming the layer group; the image's history shows it, so each layer can be named.
+LAYER_OPTION = "--layer"
 ACTIVATE_SCRIPT = "activate-env.sh"
 PROFILE_SCRIPT = "/etc/profile.d/hubship-env.sh"
+# Every file the build writes gets this time (the epoch), so a layer holds nothing of the build's moment.
+FIXED_TIME = "@0"
 
 
 # --- the buildpack ---------------------------------------------------------------------------
@@ -69,8 +75,17 @@ class HubshipBuildPack(BaseImage):  # type: ignore[misc]  # repo2docker is untyp
     def get_path(self) -> list[str]:
         return ["${NB_PYTHON_PREFIX}/bin", *super().get_path()]
 
+    # The environment's layers, one install step each (set by `buildpack_for`).
+    layer_names: tuple[str, ...] = ()
+
     def get_build_scripts(self) -> list[tuple[str, str]]:
-        return [*super().get_build_scripts(), ("root", _prepare_prefix_script()), ("${NB_USER}", _install_script())]
+        installs = [("${NB_USER}", _install_script(name)) for name in self.layer_names]
+        return [*super().get_build_scripts(), ("root", _prepare_prefix_script()), *installs]
+
+
+def buildpack_for(groups: tuple[LayerGroup, ...]) -> type[HubshipBuildPack]:
+    """The buildpack that installs these groups, one Dockerfile step (one layer) each, in this order."""
+    return type("HubshipBuildPack", (HubshipBuildPack,), {"layer_names": tuple(group.name for group in groups)})
 
 
 def _bind(folder: str, target: str) -> str:
@@ -78,24 +93,36 @@ def _bind(folder: str, target: str) -> str:
 
 
 def _prepare_prefix_script() -> str:
+    # The install steps' mount points exist beforehand, with fixed times, so that BuildKit does not create
+    # them (with the build's time) in an environment layer. Every environment layer holds the prefix's
+    # parent folders as they are, so they get the fixed time too (APP_BASE is CONDA_DIR's parent).
     return (
         f"{_bind('image-files', IMAGE_FILES_MOUNT)} \\\n"
         '    install -d -o "${NB_USER}" -g "${NB_USER}" \\\n'
         '        "${CONDA_DIR}" "${CONDA_DIR}/envs" "${NB_PYTHON_PREFIX}" && \\\n'
-        f"    install -m 0644 {IMAGE_FILES_MOUNT}/{ACTIVATE_SCRIPT} {PROFILE_SCRIPT}"
+        f"    install -d {BOOTSTRAP_MOUNT} {INSTALL_MOUNT} {GROUP_MOUNT} {PACKAGE_CACHE_MOUNT} && \\\n"
+        f"    install -m 0600 /dev/null {MIRRORS_MOUNT} && \\\n"
+        f"    install -m 0644 {IMAGE_FILES_MOUNT}/{ACTIVATE_SCRIPT} {PROFILE_SCRIPT} && \\\n"
+        f'    touch -h -d {FIXED_TIME} "${{APP_BASE}}" "${{CONDA_DIR}}" "${{CONDA_DIR}}/envs" \\\n'
+        f'        "${{NB_PYTHON_PREFIX}}" {PROFILE_SCRIPT} \\\n'
+        f"        {BOOTSTRAP_MOUNT} {INSTALL_MOUNT} {GROUP_MOUNT} {PACKAGE_CACHE_MOUNT} {MIRRORS_MOUNT}"
     )
 
 
-def _install_script() -> str:
+def _install_script(group: str) -> str:
+    # Only this group's part of the plan is mounted: a change elsewhere in the lock leaves this step's
+    # inputs as they were. /tmp is a tmpfs, so nothing the step leaves there reaches the layer.
     return (
         f"{_bind('bootstrap', BOOTSTRAP_MOUNT)} \\\n"
         f"    {_bind('install', INSTALL_MOUNT)} \\\n"
+        f"    {_bind(f'groups/{group}', GROUP_MOUNT)} \\\n"
         f"    --mount=type=cache,id={PACKAGE_CACHE_ID},target={PACKAGE_CACHE_MOUNT},uid={NB_UID},gid={NB_UID} \\\n"
         f"    --mount=type=secret,id={MIRRORS_SECRET},target={MIRRORS_MOUNT},uid={NB_UID} \\\n"
+        "    --mount=type=tmpfs,target=/tmp \\\n"
         f"    PYTHONPATH={BOOTSTRAP_MOUNT}/site PYTHONNOUSERSITE=1 \\\n"
         f"    {BOOTSTRAP_MOUNT}/env/bin/python -B {INSTALL_MOUNT}/{INSTALLER} \\\n"
-        f'        --plan {INSTALL_MOUNT}/{PLAN} --prefix "${{NB_PYTHON_PREFIX}}" \\\n'
-        f"        --cache {PACKAGE_CACHE_MOUNT} --mirrors {MIRRORS_MOUNT}"
+        f'        --plan {GROUP_MOUNT}/{PLAN} --prefix "${{NB_PYTHON_PREFIX}}" \\\n'
+        f"        --cache {PACKAGE_CACHE_MOUNT} --mirrors {MIRRORS_MOUNT} --fixed-time 0 {LAYER_OPTION} {group}"
     )
 
 
@@ -103,12 +130,13 @@ def _install_script() -> str:
 
 
 def write_build_files(plan: InstallPlan, bootstrap: Path, destination: Path) -> None:
-    """The `hubship/` folder of the build context: build environment, installer and plan, login-shell script."""
+    """The `hubship/` folder of the build context: build environment, installer, each layer's plan, login script."""
     shutil.copytree(bootstrap, destination / "bootstrap", symlinks=True, copy_function=_link_or_copy)
     install = destination / "install"
     install.mkdir()
     shutil.copyfile(_packaged(INSTALLER), install / INSTALLER)
-    write_atomic(install / PLAN, plan.to_json())
+    for group in layer_groups(plan):
+        write_atomic(destination / "groups" / group.name / PLAN, group.to_json())
     image_files = destination / "image-files"
     image_files.mkdir()
     shutil.copyfile(_packaged(ACTIVATE_SCRIPT), image_files / ACTIVATE_SCRIPT)

@@ -107,6 +107,18 @@ def base_pin_advice(result: BuildResult) -> str:
     return f"The base image {result.base} is not pinned by digest, and has none from a registry (made or loaded here)."
 
 
+def in_registry(held: bool | None) -> str:
+    return {True: "in the registry", False: "new to the registry", None: "registry: unknown"}[held]
+
+
+def environment_lines(result: BuildResult) -> list[str]:
+    """One line per environment layer: group, packages, size, and whether the registry already holds it."""
+    return [
+        f"  {layer.name:<10} {layer.packages:>4} packages {human_size(layer.size):>9}  {in_registry(layer.in_registry)}"
+        for layer in result.environment_layers
+    ]
+
+
 def summary(result: BuildResult) -> str:
     lines = [
         f"{result.reference} (image {result.image_id[:19]}): {outcome(result)}.",
@@ -121,6 +133,8 @@ def summary(result: BuildResult) -> str:
         lines += [f"  {timing.seconds:7.1f} s  {shorten(timing.name)}" for timing in slowest_steps(result)]
     lines.append("Largest layers:")
     lines += [f"  {human_size(layer.size):>9}  {shorten(layer.created_by)}" for layer in result.largest_layers]
+    lines.append(f"Environment layers ({len(result.environment_layers)}):")
+    lines += environment_lines(result)
     if result.log is not None:
         lines.append(f"Build log: {result.log}")
     lines.append(f"Next: `{next_command('build')}` smoke-tests this image the way JupyterHub starts it.")
@@ -150,5 +164,10 @@ def markdown(result: BuildResult) -> str:
         parts += [f"| `{_cell(timing.name)}` | {timing.seconds:.1f} |" for timing in slowest_steps(result)]
     parts.append("\n### Largest layers\n\n| Size | Created by |\n|---:|---|")
     parts += [f"| {human_size(layer.size)} | `{_cell(layer.created_by)}` |" for layer in result.largest_layers]
+    parts.append("\n### Environment layers\n\n| Group | Packages | Size | Registry |\n|---|---:|---:|---|")
+    parts += [
+        f"| {layer.name} | {layer.packages} | {human_size(layer.size)} | {in_registry(layer.in_registry)} |"
+        for layer in result.environment_layers
+    ]
     parts.append(f"\nNext: `{next_command('build')}` smoke-tests this image the way JupyterHub starts it.\n")
     return "\n".join(parts)

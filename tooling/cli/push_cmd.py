@@ -55,9 +55,22 @@ def outcome(result: PushResult) -> str:
     return "already in the registry with this image: nothing uploaded"
 
 
+def megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def transfer(result: PushResult) -> str:
+    """Bytes uploaded, and bytes the registry already had (compressed, as the registry stores layers)."""
+    return (
+        f"uploaded {megabytes(result.uploaded_bytes)} ({result.uploaded_layers} of {result.layers} layers); "
+        f"the registry already had {megabytes(result.reused_bytes)}"
+    )
+
+
 def summary(result: PushResult) -> str:
     return (
         f"{result.source} (image {result.image_id}): {outcome(result)}.\n"
+        f"Layers: {transfer(result)}.\n"
         f"Credentials: {result.credentials}.\n"
         f"Next: `{next_command('push')}` writes this tag into the staging values."
     )
@@ -70,6 +83,7 @@ def markdown(result: PushResult) -> str:
         f"| Image | `{result.source}` (id `{result.image_id}`) |\n"
         f"| In the registry | `{result.pinned}` |\n"
         f"| Result | {outcome(result)} |\n"
+        f"| Layers | {transfer(result)} |\n"
         f"| Credentials | {result.credentials} |\n\n"
         f"Next: `{next_command('push')}` writes this tag into the staging values.\n"
     )

@@ -1,4 +1,8 @@
-"""Install an explicit conda lock into a prefix, inside the image build, with py-rattler.
+"""Install one layer's part of an explicit conda lock into a prefix, inside the image build, with py-rattler.
+
+The build runs this once per layer group (tooling/buildpack/layers.py), each
+in its own Dockerfile step, so each group becomes one image layer; the
+packages of earlier groups are already in the prefix and are left as they are.
 
 This script runs in the environment-install step of the image build (see
 `tooling/buildpack.py`), as the notebook user, with the throwaway build
@@ -18,17 +22,24 @@ What it does, in order:
    checks only one hash (sha256 when it has one), so both are checked here,
    before anything is linked: one mismatch and nothing is installed.
 2. Link: py-rattler installs the verified files (no solve: exactly these
-   records) into the prefix, extracting them into a package cache in /tmp
+   records) into the prefix, extracting them into a package cache beside the
+   prefix (so files are hard-linked, with the times their archive gives them)
    that is deleted at the end of the step, so no package cache stays in the
    image. Link scripts are not run (py-rattler's default).
 3. Record: conda-meta gets the lock's canonical URL of every package (the
    installer read local files) and no path of the deleted package cache.
 4. pip: the lock's `# pip NAME @ URL#sha256=...` lines are installed with the
    environment's own pip, `--no-deps --require-hashes --no-index`.
-5. Bytecode: py-rattler writes no .pyc for noarch packages, so the
-   environment's own Python compiles every module once here; a hub starts a
-   server per user, and each start would otherwise compile them again.
-6. Check: conda-meta holds exactly the plan's packages.
+5. Fixed times: every folder this step added or changed, and every file it
+   wrote (conda-meta, entry points, files with the prefix patched in, pip's,
+   the .pyc below) gets the same time (`--fixed-time`); files linked from
+   package archives keep the archive's times. So the layer is the same bytes
+   whenever the group is, and the .pyc files packages ship stay valid.
+6. Bytecode: py-rattler writes no .pyc for noarch packages, so the
+   environment's own Python compiles every module this step added that has
+   none (after the times are fixed: a .pyc records its source's time); a hub
+   starts a server per user, and each start would otherwise compile them.
+7. Check: conda-meta holds the group's packages.
 
 Errors are printed as `hubship-install: error: ...` lines, which the build
 stage shows as they are; the exit status is 3 for a hash mismatch, 1 for
@@ -43,6 +54,8 @@ import base64
 import hashlib
 import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -53,7 +66,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from rattler import RepoDataRecord, install
+from rattler import PrefixRecord, RepoDataRecord, install
 from rattler.networking import AddHeadersMiddleware, Client, MirrorMiddleware
 from rattler.package_streaming import download_to_path
 from rattler.platform import Subdir
@@ -225,20 +238,36 @@ async def local_records(packages: Sequence[Package], files: Sequence[Path]) -> l
     return records
 
 
+def installed_records(prefix: Path) -> list[PrefixRecord]:
+    """The packages earlier steps installed (earlier layers), in a stable order."""
+    return [PrefixRecord.from_path(meta) for meta in sorted((prefix / "conda-meta").glob("*.json"))]
+
+
 def link(records: list[RepoDataRecord], prefix: Path) -> None:
-    # The package cache lives on the same file system as the prefix, so files are
-    # hard-linked rather than copied, and it is gone before the step's layer is made.
-    with tempfile.TemporaryDirectory(prefix="hubship-package-cache-") as package_cache:
+    # The earlier layers' packages are installed and wanted: py-rattler leaves them as they are
+    # and links only this group's. The package cache is beside the prefix, on the same file system,
+    # so files are hard-linked with the times the package archive gives them; it is gone before
+    # the step's layer is made, and at a fixed path because conda-meta records it (link.source).
+    installed = installed_records(prefix)
+    package_cache = package_cache_of(prefix)
+    try:
         asyncio.run(
             install(
-                records,
+                [*installed, *records],
                 target_prefix=prefix,
-                cache_dir=Path(package_cache),
+                cache_dir=package_cache,
+                installed_packages=installed,
                 platform=Subdir("linux-64"),
                 execute_link_scripts=False,
                 show_progress=False,
             )
         )
+    finally:
+        shutil.rmtree(package_cache, ignore_errors=True)
+
+
+def package_cache_of(prefix: Path) -> Path:
+    return prefix.parent / ".hubship-package-cache"
 
 
 def record_canonical_urls(prefix: Path, packages: Sequence[Package]) -> None:
@@ -295,13 +324,48 @@ def install_pip(prefix: Path, pip: Sequence[PipPackage]) -> None:
         )
 
 
-def compile_bytecode(prefix: Path) -> None:
-    libraries = sorted(path for path in (prefix / "lib").glob("python3*") if path.is_dir())
-    for library in libraries:
-        # A few files of some packages are not Python 3 on purpose (test data, templates):
-        # compileall reports them and exits non-zero; they stay source, as with conda.
-        compileall = [str(prefix / "bin" / "python"), "-m", "compileall", "-qq", "-j", "0", str(library)]
-        subprocess.run(compileall, check=False)
+def snapshot(folder: Path) -> dict[str, int]:
+    """Every path under `folder` (itself included) with its modification time, in nanoseconds."""
+    paths = {str(folder): folder.lstat().st_mtime_ns}
+    for parent, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            path = Path(parent, name)
+            paths[str(path)] = path.lstat().st_mtime_ns
+    return paths
+
+
+def changed_since(before: dict[str, int], folder: Path) -> list[str]:
+    """The paths under `folder` this step added or changed, sorted."""
+    return sorted(path for path, mtime in snapshot(folder).items() if before.get(path) != mtime)
+
+
+def compile_bytecode(prefix: Path, paths: Sequence[str]) -> None:
+    """.pyc files for the modules this step added that have none, in one worker per core, in a fixed order."""
+    sources = [path for path in paths if path.endswith(".py") and "/lib/python3" in path]
+    if not sources:
+        return
+    workers = max(1, min(os.cpu_count() or 1, len(sources)))
+    with tempfile.TemporaryDirectory(prefix="hubship-compile-") as scratch:
+        running = []
+        for worker in range(workers):
+            listing = Path(scratch) / f"sources-{worker}.txt"
+            listing.write_text("".join(f"{path}\n" for path in sources[worker::workers]), encoding="utf-8")
+            # A few files of some packages are not Python 3 on purpose (test data, templates):
+            # compileall reports them and exits non-zero; they stay source, as with conda.
+            compileall = [str(prefix / "bin" / "python"), "-m", "compileall", "-qq", "-i", str(listing)]
+            running.append(subprocess.Popen(compileall))
+        for process in running:
+            process.wait()
+
+
+def fix_times(paths: Sequence[str], since_ns: int, fixed_time: int) -> None:
+    """Folders, and files written since `since_ns`, get `fixed_time`; files from package archives keep theirs."""
+    for path in paths:
+        if not os.path.lexists(path):
+            continue
+        status = os.lstat(path)
+        if stat.S_ISDIR(status.st_mode) or status.st_mtime_ns >= since_ns:
+            os.utime(path, (fixed_time, fixed_time), follow_symlinks=False)
 
 
 def check_installed(prefix: Path, packages: Sequence[Package]) -> None:
@@ -311,30 +375,39 @@ def check_installed(prefix: Path, packages: Sequence[Package]) -> None:
         raise InstallError(f"conda-meta lacks {len(missing)} of the lock's packages after the install: {missing[:5]}")
 
 
-def size_of(prefix: Path) -> int:
-    return sum(path.lstat().st_size for path in prefix.rglob("*") if not path.is_symlink() and path.is_file())
+def size_of(paths: Sequence[str]) -> int:
+    return sum(Path(path).lstat().st_size for path in paths if Path(path).is_file() and not Path(path).is_symlink())
 
 
 # --- main --------------------------------------------------------------------------------
 
 
-def install_lock(plan: Path, prefix: Path, cache: Path, mirrors: Path) -> None:
-    started = time.monotonic()
+def install_lock(plan: Path, prefix: Path, cache: Path, mirrors: Path, fixed_time: int) -> None:
+    started, started_ns = time.monotonic(), time.time_ns()
     packages, pip = read_plan(plan)
-    say(f"fetching and verifying {len(packages)} packages (md5 and sha256 of each)")
-    files = asyncio.run(fetch_all(packages, read_mirrors(mirrors), cache / "archives"))
-    say(f"linking {len(packages)} packages into {prefix}")
-    link(asyncio.run(local_records(packages, files)), prefix)
-    record_canonical_urls(prefix, packages)
+    # The prefix's parent holds the package cache while the step runs: its time changes too.
+    envs = prefix.parent
+    before = snapshot(envs)
+    if packages:
+        say(f"fetching and verifying {len(packages)} packages (md5 and sha256 of each)")
+        files = asyncio.run(fetch_all(packages, read_mirrors(mirrors), cache / "archives"))
+        say(f"linking {len(packages)} packages into {prefix}")
+        link(asyncio.run(local_records(packages, files)), prefix)
+        record_canonical_urls(prefix, packages)
     if pip:
         say(f"installing {len(pip)} pip packages with the environment's pip")
         install_pip(prefix, pip)
+    # Fixed times before compiling: a .pyc records its source's time.
+    added = changed_since(before, envs)
+    fix_times(added, started_ns, fixed_time)
     say("compiling bytecode")
-    compile_bytecode(prefix)
+    compile_bytecode(prefix, added)
     check_installed(prefix, packages)
+    added = changed_since(before, envs)
+    fix_times(added, started_ns, fixed_time)
     say(
         f"installed {len(packages)} conda and {len(pip)} pip packages "
-        f"({size_of(prefix) / 1e6:.0f} MB) in {time.monotonic() - started:.1f} s"
+        f"({size_of(added) / 1e6:.0f} MB) in {time.monotonic() - started:.1f} s"
     )
 
 
@@ -344,9 +417,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prefix", type=Path, required=True, help="the environment to create")
     parser.add_argument("--cache", type=Path, required=True, help="where verified package files are kept")
     parser.add_argument("--mirrors", type=Path, required=True, help="JSON: canonical channel URL -> mirror URL")
+    parser.add_argument("--fixed-time", type=int, required=True, help="seconds since the epoch for every path")
+    parser.add_argument("--layer", required=True, help="the layer group's name (tooling/buildpack/layers.py)")
     args = parser.parse_args(argv)
     try:
-        install_lock(args.plan, args.prefix, args.cache, args.mirrors)
+        say(f"layer {args.layer}")
+        install_lock(args.plan, args.prefix, args.cache, args.mirrors, args.fixed_time)
     except InstallError as exc:
         say(f"error: {exc}")
         return exc.exit_code

@@ -24,6 +24,7 @@ STAGE_COMMANDS = (
     "bump",
     "set-image",
     "check",
+    "deploy",
     "pipeline",
     "runbook",
 )

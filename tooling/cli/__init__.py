@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "bump": "bump_cmd",
     "set-image": "set_image_cmd",
     "check": "check_cmd",
+    "deploy": "deploy_cmd",
     "pipeline": "pipeline_cmd",
     "runbook": "runbook_cmd",
 }

@@ -25,6 +25,9 @@ STAGE_COMMANDS = (
     "set-image",
     "check",
     "deploy",
+    "verify",
+    "promote",
+    "rollback",
     "pipeline",
     "runbook",
 )

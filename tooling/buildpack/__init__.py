@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from importlib.resources import files
+from importlib import resources
 from pathlib import Path
 
 from repo2docker.buildpacks.base import BaseImage
@@ -115,7 +115,7 @@ def write_build_files(plan: InstallPlan, bootstrap: Path, destination: Path) -> 
 
 
 def _packaged(name: str) -> Path:
-    return Path(str(files("tooling.buildpack") / "files" / name))
+    return Path(str(resources.files("tooling.buildpack") / "files" / name))
 
 
 def _link_or_copy(source: str, target: str) -> None:

@@ -34,6 +34,9 @@ COMMANDS: dict[str, str] = {
     "set-image": "set_image_cmd",
     "check": "check_cmd",
     "deploy": "deploy_cmd",
+    "verify": "verify_cmd",
+    "promote": "promote_cmd",
+    "rollback": "rollback_cmd",
     "pipeline": "pipeline_cmd",
     "runbook": "runbook_cmd",
 }

@@ -111,16 +111,18 @@ def test_staging_then_prod_each_deployed_and_verified_with_helm_3_and_4(
     image = rig_built_image.reference
     assert rig.run("bump", "staging", "--tag", rig_built_image.tag).code == 0
 
-    deployed = rig.run("deploy", "staging", helm="3")
-    assert deployed.code == 0, deployed.text
-    assert "(Helm v3." in deployed.out
-    assert "helm upgrade --install hub-staging jupyterhub" in deployed.err
+    # The order, automated: deploy staging, verify staging, promote, check prod; then stops before approving prod.
+    staged = rig.run("pipeline", "--from", "deploy-staging", "--to", "verify-prod", helm="3")
+    assert staged.code == 0, staged.text
+    assert "(Helm v3." in staged.out
+    assert "helm upgrade --install hub-staging jupyterhub" in staged.err
+    assert f"verified staging: the hub runs {image} (helm revision 1)" in staged.out
+    assert "intro.ipynb: 3 code cells ran" in staged.out
+    assert f"promoted {image}" in staged.out
+    assert "check prod (chart jupyterhub/jupyterhub 4.3.3): all passed" in staged.out
+    assert "The pipeline ran 4 stages" in staged.out
+    assert "Next: Approve prod (manual):" in staged.out
     assert rig.cluster.image_running("hub-staging") == image
-
-    verified = rig.run("verify", "staging")
-    assert verified.code == 0, verified.text
-    assert f"verified staging: the hub runs {image} (helm revision 1)" in verified.out
-    assert "intro.ipynb: 3 code cells ran" in verified.out
     record = rig.record("staging")
     assert (record["image"], record["passed"], record["helm_revision"], record["chart_version"]) == (
         image,
@@ -128,18 +130,15 @@ def test_staging_then_prod_each_deployed_and_verified_with_helm_3_and_4(
         1,
         "4.3.3",
     )
-
-    promoted = rig.run("promote")
-    assert promoted.code == 0, promoted.text
-    assert f"promoted {image}" in promoted.out
     assert rig_built_image.tag in rig.values_image("prod")
+    assert not (rig.cluster.folder / "hub-prod").exists()
 
-    deployed = rig.run("deploy", "prod", environment="prod", helm="4")
-    assert deployed.code == 0, deployed.text
-    assert "(Helm v4." in deployed.out
-    assert "helm upgrade --install hub-prod jupyterhub" in deployed.err
-    verified = rig.run("verify", "prod", environment="prod", helm="4")
-    assert verified.code == 0, verified.text
+    approved = rig.run("pipeline", "--from", "deploy-prod", "--to", "verify-prod", environment="prod", helm="4")
+    assert approved.code == 0, approved.text
+    assert "(Helm v4." in approved.out
+    assert "helm upgrade --install hub-prod jupyterhub" in approved.err
+    assert f"verified prod: the hub runs {image}" in approved.out
+    assert rig.cluster.image_running("hub-prod") == image
     assert rig.record("prod")["image"] == image
     assert_nothing_secret_shown(rig)
 

@@ -198,3 +198,37 @@ def test_a_rollout_that_never_finishes_fails_after_its_timeout(
     )
     assert "error: timed out waiting for the condition" in message
     assert "   1  deployed" in message
+
+
+def test_rollback_to_a_named_revision_writes_its_image_back_into_the_values(
+    standin_cluster: StandinCluster, chart_repo: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tmp_path = standin_cluster.folder.parent
+    config = example_hub(tmp_path, chart_repo)
+    staging = tmp_path / "deploy" / "staging.yaml"
+    first = staging.read_text()
+    for tag in ("img-111111111111", "img-222222222222"):
+        assert deploy(config, capsys, "staging")[0] == 0
+        staging.write_text(first.replace("img-000000000000", tag))
+    assert deploy(config, capsys, "staging")[0] == 0
+    capsys.readouterr()
+
+    assert main(["--config", str(config), "rollback", "staging", "--to-revision", "7"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: rollback staging: release hub-staging has no revision 7 (it keeps 1, 2, 3)."
+    )
+    code = main(["--config", str(config), "rollback", "staging", "--to-revision", "2"])
+    out, err = capsys.readouterr()
+
+    # The rollback is done and the values say so; verify then needs the hub's URL, which this hub.toml lacks.
+    assert "rolled staging back to revision 2: image ghcr.io/example-hub/user-image:img-111111111111" in out
+    assert "staging's values name ghcr.io/example-hub/user-image:img-111111111111 again; commit them." in out
+    assert staging.read_text() == first.replace("img-000000000000", "img-111111111111")
+    assert standin_cluster.image_running("hub-staging") == "ghcr.io/example-hub/user-image:img-111111111111"
+    revisions = history(standin_cluster, "hub-staging", "hub-staging")
+    assert [(r["info"]["status"], r["info"]["description"]) for r in revisions][-1] == (  # type: ignore[index]
+        "deployed",
+        "Rollback to 2",
+    )
+    assert code == 2
+    assert err.strip().endswith("[deploy.staging] hub_url is not set; verify needs the hub's public URL.")

@@ -29,7 +29,7 @@ from tooling.config import HubConfig
 from tooling.deploy.failure import DeployFailed, failed, output_of
 from tooling.deploy.kubectl import workloads
 from tooling.deploy.target import Target
-from tooling.errors import CommandFailed, ProgramNotFound
+from tooling.errors import CommandFailed
 from tooling.log import logger
 
 __all__ = ["DeployFailed", "DeployRequest", "DeployResult", "deploy", "wait_for_rollout"]
@@ -73,8 +73,6 @@ def deploy(request: DeployRequest) -> DeployResult:
         revision = target.helm.upgrade(
             target.release, target.chart_arguments(), values, settings.timeout, settings.history_max
         )
-    except ProgramNotFound:
-        raise
     except CommandFailed as exc:
         raise failed(target, "helm upgrade --install", output_of(exc)) from None
     rolled_out = wait_for_rollout(target, "rollout after the upgrade")
@@ -104,8 +102,6 @@ def wait_for_rollout(target: Target, step: str) -> tuple[str, ...]:
             line = target.kubectl.rollout_status(
                 release.context, release.namespace, workload, target.settings.rollout_timeout
             )
-        except ProgramNotFound:
-            raise
         except CommandFailed as exc:
             raise failed(target, f"{step}: kubectl rollout status {workload}", output_of(exc)) from None
         said.append(f"{workload}: {line}")

@@ -10,7 +10,7 @@ from tooling.deploy import wait_for_rollout
 from tooling.deploy.failure import failed, output_of
 from tooling.deploy.helm import Revision
 from tooling.deploy.target import Target
-from tooling.errors import CommandFailed, ProgramNotFound, ToolingError
+from tooling.errors import CommandFailed, ToolingError
 from tooling.images import ImageReference
 
 # Statuses of revisions that ran on the cluster (Helm marks the one before the current one `superseded`).
@@ -44,8 +44,6 @@ def rollback(request: RollbackRequest) -> RollbackResult:
     image = _image_of(target, target.helm.values(target.release, revision))
     try:
         target.helm.rollback(target.release, revision, target.settings.timeout, target.settings.history_max)
-    except ProgramNotFound:
-        raise
     except CommandFailed as exc:
         raise failed(target, f"helm rollback to revision {revision}", output_of(exc)) from None
     rolled_out = wait_for_rollout(target, f"rollout after the rollback to revision {revision}")

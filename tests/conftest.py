@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.rig.engine_guard",
     "pytester",
     "tests.check_helpers",
+    "tests.deploy_helpers",
 ]
 
 # Set where the tests may run (a GitHub job, a shell that pushed an image): a job summary the tests

@@ -26,6 +26,7 @@ def test_the_order_is_the_documented_one() -> None:
         "verify-staging",
         "promote",
         "check-prod",
+        "approve-prod",
         "deploy-prod",
         "verify-prod",
     )
@@ -44,15 +45,16 @@ def test_runbook_check_fails_on_a_stale_copy(tmp_path: Path, capsys: pytest.Capt
     assert "is not the current runbook" in capsys.readouterr().out
 
 
-def test_runbook_gives_helm_commands_from_hub_toml() -> None:
+def test_runbook_gives_every_command_and_the_one_manual_step() -> None:
     text = runbook(load_config(ROOT / "hub.toml"))
-    assert (
-        "helm upgrade --install hub-staging jupyterhub/jupyterhub --version 4.3.3 --namespace hub-staging "
-        "--create-namespace --values deploy/common.yaml --values deploy/staging.yaml" in text
-    )
+    assert "python -m tooling deploy staging\n" in text
+    assert "python -m tooling verify staging\n" in text
+    assert "python -m tooling promote\n" in text
     assert text.index("## 5. Bump staging") < text.index("## 6. Check the staging values")
-    assert text.index("## 6. Check the staging values") < text.index("## 7. Deploy staging (manual)")
+    assert text.index("## 6. Check the staging values") < text.index("## 7. Deploy staging\n")
     assert text.index("## 9. Promote to prod") < text.index("## 10. Check the prod values")
+    assert text.index("## 11. Approve prod (manual)") < text.index("## 12. Deploy prod\n")
+    assert "deploy/verified/staging.json" in text
 
 
 def test_automated_run_stops_before_the_first_manual_stage() -> None:
@@ -63,9 +65,13 @@ def test_automated_run_stops_before_the_first_manual_stage() -> None:
         "push",
         "bump-staging",
         "check-staging",
+        "deploy-staging",
+        "verify-staging",
+        "promote",
+        "check-prod",
     ]
-    assert [stage.name for stage in automated_run("promote", "verify-prod")] == ["promote", "check-prod"]
-    assert automated_run("deploy-staging", "verify-prod") == []
+    assert [stage.name for stage in automated_run("deploy-prod", "verify-prod")] == ["deploy-prod", "verify-prod"]
+    assert automated_run("approve-prod", "verify-prod") == []
     assert all(stage.automated == bool(stage.command) for stage in STAGES)
 
 

@@ -50,8 +50,7 @@ def test_pipeline_takes_a_change_from_lock_to_staging_then_promotes_it(
     for number, title in enumerate(titles, 1):
         assert f"== [{number}/6] {title}" in out
     assert "check staging (chart jupyterhub/jupyterhub 4.3.3): all passed" in out
-    assert "Next: Deploy staging (manual):" in out
-    assert "helm upgrade --install hub-staging" in out
+    assert "Next: Deploy staging:\n  python -m tooling deploy staging" in out
 
     state = State.load(hub.root)
     assert state.pushed is not None and state.built is not None
@@ -63,5 +62,8 @@ def test_pipeline_takes_a_change_from_lock_to_staging_then_promotes_it(
     assert (hub.root / "deploy" / "prod.yaml").read_bytes() == prod_before
     copy_rig_hub.built.append(state.pushed.reference)
 
-    assert main(["--config", config, "pipeline", "--from", "promote", "--to", "verify-prod"]) == 0
-    assert image_at(hub.root, "deploy/prod.yaml", "singleuser.image") == state.pushed.reference
+    # Nothing verified staging (deploy and verify: tests/test_deploy_rig.py), so nothing reaches prod.
+    assert main(["--config", config, "pipeline", "--from", "promote", "--to", "verify-prod"]) == 1
+    err = capsys.readouterr().err
+    assert "error: promote refused: deploy/verified/staging.json does not exist" in err
+    assert (hub.root / "deploy" / "prod.yaml").read_bytes() == prod_before

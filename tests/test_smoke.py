@@ -15,10 +15,12 @@ from jupyterhub.objects import Hub, Server
 from jupyterhub.spawner import Spawner
 
 from tests.lock_fixtures import PROJECT
+from tooling.checkresult import CheckFailed, CheckResult, Outcome, run_check
 from tooling.cli.smoke_cmd import junit_xml, markdown, summary_table
 from tooling.config import load_config
 from tooling.docker import ContainerSpec, Mount
 from tooling.errors import ConfigError, ToolingError
+from tooling.hubcheck import check_hub_spawn
 from tooling.lockfile import split_package_file_name
 from tooling.proc import free_port
 from tooling.smoke import SmokeResult, required_hub
@@ -35,8 +37,6 @@ from tooling.smoke.checks import (
     spec_names,
     top_level_modules,
 )
-from tooling.smoke.hubspawn import check_hub_spawn
-from tooling.smoke.result import CheckFailed, CheckResult, Outcome, run_check
 
 LOCK = PROJECT / "environments" / "conda-lock.yml"
 EXPLICIT = PROJECT / "environments" / "conda-linux-64.lock"

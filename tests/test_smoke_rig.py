@@ -24,6 +24,7 @@ from tests.rig.hub_fixtures import HubCopies, RigHub
 from tooling.build import BuildResult
 from tooling.cli import main
 from tooling.docker import Docker
+from tooling.hubcheck import check_hub_spawn
 from tooling.smoke import JUNIT_NAME, REPORT_NAME
 from tooling.smoke.checks import (
     RUN_LABEL,
@@ -34,7 +35,6 @@ from tooling.smoke.checks import (
     top_level_modules,
 )
 from tooling.smoke.hub import LocalHubSettings, local_hub
-from tooling.smoke.hubspawn import check_hub_spawn
 from tooling.state import State
 
 pytestmark = [pytest.mark.docker, pytest.mark.rig]

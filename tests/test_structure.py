@@ -29,10 +29,13 @@ GROUND_FLOOR = frozenset(
     {
         "tooling",
         "tooling.channels",
+        # What a check found, and the hub spawn check: the smoke test and verify both run it.
+        "tooling.checkresult",
         "tooling.config",
         "tooling.docker",
         "tooling.errors",
         "tooling.files",
+        "tooling.hubcheck",
         "tooling.images",
         "tooling.lockfile",
         "tooling.log",
@@ -111,7 +114,7 @@ def test_the_graph_is_read_whole() -> None:
 
     assert {"tooling.build", "tooling.smoke", "tooling.smoke.checks", "tooling.push", "tooling.cli"} <= set(graph)
     assert "tooling.lock" in graph["tooling.build"]
-    assert "tooling.smoke.result" in graph["tooling.smoke.checks"]
+    assert "tooling.checkresult" in graph["tooling.smoke.checks"]
     assert {stage_of(m) for m in graph} >= {"lock", "build", "smoke", "push", "values", None}
 
 

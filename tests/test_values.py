@@ -636,7 +636,7 @@ def test_bump_writes_the_last_pushed_tag_everywhere_hub_toml_names(
         "Image from the last push (127.0.0.1:5000/hub/user-image:img-3f2a@sha256:"
     )
     assert "| `deploy/staging.yaml:8` | `singleuser.profileList[0].kubespawner_override.image` |" in report
-    assert "step 'deploy-staging' of `python -m tooling runbook`" in report
+    assert "deploy staging: `python -m tooling deploy staging`" in report
     assert summary.read_text().startswith(report.rstrip("\n"))
 
 
@@ -667,10 +667,7 @@ def test_bump_from_env_copies_stagings_image_to_prod(hub: Path, capsys: pytest.C
     assert bump(hub, "prod", "--from-env", "staging") == 0
     assert (hub / "deploy/prod.yaml").read_text() == PROD.replace('"img-000"', '"2020.06"')
     out = capsys.readouterr().out
-    assert (
-        "Next: commit deploy/prod.yaml, then deploy prod: step 'deploy-prod' of `python -m tooling runbook` "
-        "gives the helm command." in out
-    )
+    assert "Next: commit deploy/prod.yaml, then deploy prod: `python -m tooling deploy prod`." in out
     assert bump(hub, "prod", "--from-env", "staging", "--check") == 0
 
 

@@ -133,12 +133,6 @@ class DeploySettings(_Section):
         "local chart folder or .tgz (a path starting with '.' or '/', or ending in .tgz; for wrapper charts)",
     )
     chart_version: Name = Field(description="chart version, a string such as '4.2.0'")
-    chart_repository: Name = Field(
-        "https://hub.jupyter.org/helm-chart/",
-        description="URL of the chart repository a REPO/NAME chart is pulled from (unused for oci:// and local charts)",
-        pattern=r"^(https?|file)://",
-    )
-
     hub_url: StrictStr = Field(
         "",
         description="public URL of this environment's hub, e.g. 'https://hub.example.org/'; "
@@ -147,12 +141,48 @@ class DeploySettings(_Section):
     )
     api_token_env: Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = Field(
         "HUBSHIP_API_TOKEN",
-        description="environment variable that holds an API token of this hub (a service with the loadtest role)",
+        description="environment variable that holds an API token of this hub (a service with the scopes verify and "
+        "loadtest need: README)",
+    )
+    kube_context: StrictStr = Field(
+        "", description="kube context this environment's cluster has in the KUBECONFIG; deploy refuses any other"
+    )
+    timeout: Annotated[StrictInt, Field(gt=0)] = Field(
+        600, description="seconds `helm upgrade` (and `helm rollback`) may take (helm's --timeout)"
+    )
+    history_max: Annotated[StrictInt, Field(ge=0)] = Field(
+        10, description="release revisions Helm keeps (helm's --history-max; 0: no limit)"
+    )
+    rollout_timeout: Annotated[StrictInt, Field(gt=0)] = Field(
+        600, description="seconds each Deployment and DaemonSet of the release may take to roll out"
+    )
+    secret_values_env: Annotated[StrictStr, Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$")] = Field(
+        "",
+        description="environment variable holding the path of a secret values file passed last to helm "
+        "(tokens, OAuth secrets); empty: none. The path and its contents are never printed",
+    )
+    verify_attempts: Annotated[StrictInt, Field(gt=0)] = Field(
+        3, description="times verify tries the hub spawn check before it fails"
+    )
+    verify_spawn_timeout: Annotated[StrictInt, Field(gt=0)] = Field(
+        300, description="seconds verify waits for the check user's server to be ready (nodes may pull the image)"
+    )
+    verify_request_timeout: Annotated[StrictInt, Field(gt=0)] = Field(
+        15, description="seconds any one request of verify to the hub may take"
+    )
+    chart_repository: Name = Field(
+        "https://hub.jupyter.org/helm-chart/",
+        description="URL of the chart repository a REPO/NAME chart is pulled from (unused for oci:// and local charts)",
+        pattern=r"^(https?|file)://",
     )
 
 
 class HelmSettings(_Section):
     cli: Name = Field("helm", description="helm CLI to run (Helm 3.13+ or 4). HUBSHIP_HELM overrides it")
+
+
+class KubectlSettings(_Section):
+    cli: Name = Field("kubectl", description="kubectl CLI to run (rollout status). HUBSHIP_KUBECTL overrides it")
 
 
 Seconds = Annotated[StrictInt, Field(ge=0)]
@@ -264,6 +294,7 @@ class HubConfig(_Section):
         {}, description="one table per environment; 'staging' and 'prod' are required"
     )
     helm: HelmSettings = HelmSettings()
+    kubectl: KubectlSettings = KubectlSettings()
     check: CheckSettings = CheckSettings()
     capacity: CapacitySettings = CapacitySettings()
     path: Path = Field(Path(CONFIG_NAME), exclude=True)
@@ -299,6 +330,10 @@ class HubConfig(_Section):
     @property
     def helm_cli(self) -> str:
         return os.environ.get("HUBSHIP_HELM") or self.helm.cli
+
+    @property
+    def kubectl_cli(self) -> str:
+        return os.environ.get("HUBSHIP_KUBECTL") or self.kubectl.cli
 
 
 REQUIRED_ENVIRONMENTS = ("staging", "prod")

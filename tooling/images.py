@@ -32,6 +32,8 @@ MAX_NAME_LENGTH = 255
 IMAGE_PLATFORM = "linux-64"
 DOCKER_PLATFORM = "linux/amd64"
 NB_USER = "jovyan"
+# The environment variable the build sets in the image to the image's own REGISTRY/NAME:TAG (verify reads it).
+IMAGE_REFERENCE_ENV = "HUBSHIP_IMAGE"
 NB_UID = 1000
 
 

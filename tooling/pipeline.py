@@ -14,10 +14,10 @@ module imports none of them. Each
 stage is a `python -m tooling` command, so a step of the runbook, a nox
 session and a CI step are the same command line.
 
-Deploying and verifying a hub need a cluster, which the toolkit does not
-drive yet: those stages are manual, and the runbook gives their exact helm
-command lines from hub.toml. The pipeline stops before the first manual
-stage and says what to do next.
+Deploying, verifying and promoting are commands too (`tooling.deploy`).
+The one manual stage is approving prod: in CI, the `prod` GitHub
+Environment's required reviewers. The pipeline stops before it and says
+what to do next.
 """
 
 from __future__ import annotations
@@ -57,35 +57,14 @@ class Stage:
         return self.manual(config)
 
 
-def helm_upgrade(environment: str) -> Callable[[HubConfig], list[str]]:
-    def commands(config: HubConfig) -> list[str]:
-        target = config.deploy_target(environment)
-        values = " ".join(f"--values {shlex.quote(str(path))}" for path in target.values)
-        setup = []
-        repository, slash, _ = target.chart.partition("/")
-        if slash and not target.chart.startswith(("oci://", ".", "/")) and not target.chart.endswith(".tgz"):
-            setup = [f"helm repo add {repository} {target.chart_repository} && helm repo update {repository}"]
-        return [
-            *setup,
-            f"helm upgrade --install {target.release} {target.chart} --version {target.chart_version} "
-            f"--namespace {target.namespace} --create-namespace {values} --wait --timeout 10m",
-        ]
-
-    return commands
-
-
-def verify_hub(environment: str) -> Callable[[HubConfig], list[str]]:
-    def commands(config: HubConfig) -> list[str]:
-        target = config.deploy_target(environment)
-        where = ", ".join(f"{location.path} in {location.file}" for location in target.image)
-        return [
-            f"# the user pods must run the image the values hold ({where})",
-            f"kubectl --namespace {target.namespace} get pods --selector component=singleuser-server "
-            "--output jsonpath='{..image}'",
-            "# then log in, start a server, and run the tutorial notebooks that hub.toml [smoke] lists",
-        ]
-
-    return commands
+def approve_prod(config: HubConfig) -> list[str]:
+    target = config.deploy_target("prod")
+    where = ", ".join(f"{location.path} in {location.file}" for location in target.image)
+    return [
+        f"# read the promotion's diff ({where}) and staging's record (deploy/verified/staging.json), then:",
+        "# in GitHub: approve the deploy job of the 'prod' environment (Actions -> the run -> Review deployments)",
+        "# by hand: merge the promotion, then run the next step",
+    ]
 
 
 STAGES: tuple[Stage, ...] = (
@@ -137,23 +116,26 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "deploy-staging",
         "Deploy staging",
-        "Helm upgrades the staging hub with the committed values.",
-        "the bumped values are committed and pushed, so the hub runs what the repository says",
-        manual=helm_upgrade("staging"),
+        "`check staging` first, then Helm upgrades the staging release with the committed values and the pinned "
+        "chart, and every Deployment and DaemonSet of the release rolls out.",
+        "values that fail `check staging`; a kube context other than hub.toml's; a rollout that does not finish",
+        command=("deploy", "staging"),
     ),
     Stage(
         "verify-staging",
         "Verify staging",
-        "Spawn a server on the staging hub and run the tutorials, as a user would.",
-        "the staging hub's user pods run the new tag",
-        manual=verify_hub("staging"),
+        "Through the staging hub's API: a check user's server starts, runs the image's own reference check and "
+        "the tutorials cell by cell, and stops. A pass writes `deploy/verified/staging.json`; commit it.",
+        "a hub that runs another image than the values name; a server that does not start; a failing cell",
+        command=("verify", "staging"),
     ),
     Stage(
         "promote",
         "Promote to prod",
-        "The image verified on staging is copied into the prod values, never typed by hand. Commit the change.",
-        "staging values without a valid image at their path; a values file with duplicate keys",
-        command=("bump", "prod", "--from-env", "staging"),
+        "The image staging's record says passed is copied into the prod values (never typed by hand), and "
+        "`check prod` runs. Commit the change.",
+        "a staging record that is missing, failed, or names another image than staging's values",
+        command=("promote",),
     ),
     Stage(
         "check-prod",
@@ -163,18 +145,25 @@ STAGES: tuple[Stage, ...] = (
         command=("check", "prod"),
     ),
     Stage(
+        "approve-prod",
+        "Approve prod",
+        "A person reviews the promotion and approves the prod deploy (the workflow's `prod` environment requires it).",
+        "the promotion names the image staging verified",
+        manual=approve_prod,
+    ),
+    Stage(
         "deploy-prod",
         "Deploy prod",
-        "Helm upgrades the production hub with the committed values.",
-        "the promoted values are committed and pushed",
-        manual=helm_upgrade("prod"),
+        "`check prod` first, then Helm upgrades the production release and every workload rolls out.",
+        "values that fail `check prod`; a kube context other than hub.toml's; a rollout that does not finish",
+        command=("deploy", "prod"),
     ),
     Stage(
         "verify-prod",
         "Verify prod",
-        "Spawn a server on the production hub and run the tutorials, as a user would.",
-        "the production hub's user pods run the new tag",
-        manual=verify_hub("prod"),
+        "The same check as staging's, against the production hub; a pass writes `deploy/verified/prod.json`.",
+        "a hub that runs another image than the values name; a server that does not start; a failing cell",
+        command=("verify", "prod"),
     ),
 )
 

@@ -39,7 +39,7 @@ from repo2docker.engine import ContainerEngine
 from tooling.buildpack import CONTEXT_FOLDER, HubshipBuildPack
 from tooling.docker import Builder, BuildOptions, Docker
 from tooling.errors import ToolingError
-from tooling.images import DOCKER_PLATFORM, NB_UID, NB_USER
+from tooling.images import DOCKER_PLATFORM, IMAGE_REFERENCE_ENV, NB_UID, NB_USER
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,8 @@ def build_with_repo2docker(
         user_id=NB_UID,
         user_name=NB_USER,
         labels=dict(labels),
+        # The image knows its own name, so a hub can be asked which image it runs (verify).
+        appendix=f"ENV {IMAGE_REFERENCE_ENV}={image_spec}",
         buildpacks=[settings.buildpack],
         platform=DOCKER_PLATFORM,
         run=False,

@@ -72,4 +72,4 @@ def _after_bump(environment: str) -> str:
     deploy = next((stage for stage in STAGES if stage.name == f"deploy-{environment}"), None)
     if deploy is None:
         return f"deploy {environment} with these values (`python -m tooling runbook` shows how for the order's hubs)."
-    return f"{deploy.title.lower()}: step '{deploy.name}' of `python -m tooling runbook` gives the helm command."
+    return f"{deploy.title.lower()}: `{deploy.command_line()}`."

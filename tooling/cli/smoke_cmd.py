@@ -12,8 +12,8 @@ from tooling.cli.common import add_command, load, md_cell, next_command, publish
 from tooling.files import write_atomic
 
 if TYPE_CHECKING:
+    from tooling.checkresult import CheckResult
     from tooling.smoke import SmokeResult
-    from tooling.smoke.result import CheckResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -17,7 +17,7 @@
    `hub-spawn` (a real JupyterHub with DockerSpawner and
    configurable-http-proxy on 127.0.0.1 spawns the image through its REST
    API, the server is reached through the proxy, a kernel runs code, the
-   server stops and its container is gone: `tooling.smoke.hubspawn` with the
+   server stops and its container is gone: `tooling.hubcheck` with the
    local hub of `tooling.smoke.hub`), one `notebook PATH` per tutorial in
    hub.toml, `user-tests` (pytest on image/tests inside the image) and
    `size` (within hub.toml's budget). While the local hub starts (a few
@@ -54,9 +54,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from tooling.checkresult import CheckResult, Outcome, run_check
 from tooling.config import HubConfig
 from tooling.docker import Docker
 from tooling.errors import ConfigError, ToolingError
+from tooling.hubcheck import CHECK_NAME as HUB_CHECK
+from tooling.hubcheck import HubCheckSettings, check_hub_spawn
 from tooling.images import IMAGE_PLATFORM
 from tooling.lockfile import LOCK_NAME
 from tooling.log import logger, redact, step
@@ -81,9 +84,6 @@ from tooling.smoke.checks import (
     spec_names,
 )
 from tooling.smoke.hub import LocalHub, LocalHubSettings, local_hub, require_proxy
-from tooling.smoke.hubspawn import CHECK_NAME as HUB_CHECK
-from tooling.smoke.hubspawn import HubCheckSettings, check_hub_spawn
-from tooling.smoke.result import CheckResult, Outcome, run_check
 from tooling.state import State, TestedImage, reports_dir
 
 REPORT_NAME = "smoke-test.md"

@@ -1,14 +1,14 @@
 """The checks of the smoke test that look at the image itself, each a small function.
 
 Every check returns an `Outcome` or raises `CheckFailed` (see
-`tooling.smoke.result`); `tooling.smoke` runs them concurrently. The
+`tooling.checkresult`); `tooling.smoke` runs them concurrently. The
 containers they start are named `hubship-smoke-RUN-CHECK`, labelled
 `hubship.smoke.run=RUN`, run the image by its id, are never pulled, and
 use no network, except the server check, which uses the host's network on
 a free 127.0.0.1 port. A container that outlives its time is removed by
 name at once; the stage removes every container with its label at the end.
 
-Check 6, the hub spawn, is `tooling.smoke.hubspawn`. Why the checks enter
+Check 6, the hub spawn, is `tooling.hubcheck`. Why the checks enter
 the image the way they do, and how import names are found:
 docs/design.md#toolingsmokecheckspy.
 """
@@ -34,13 +34,13 @@ from packaging.utils import canonicalize_name
 from rattler import MatchSpec
 from rattler.exceptions import InvalidMatchSpecError
 
+from tooling.checkresult import CheckFailed, Outcome
 from tooling.docker import ContainerSpec, Docker, LocalImage, Mount
 from tooling.errors import CommandFailed, CommandTimedOut, ToolingError
 from tooling.images import NB_UID
 from tooling.lockfile import package_build, read_lock
 from tooling.log import register_secret
 from tooling.proc import Completed, free_port
-from tooling.smoke.result import CheckFailed, Outcome
 from tooling.yamlfiles import read_environment_dependencies
 
 RUN_LABEL = "hubship.smoke.run"

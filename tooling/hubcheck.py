@@ -13,7 +13,9 @@ first visit does, and reports each step:
    (`GET /user/NAME/api/status` with the token: the hub's auth works there).
 5. A kernel starts (the server's REST API) and runs a line of code sent over
    its websocket; the output must be what the line prints.
-6. The server stops (`DELETE .../server`), and the hub says it is gone.
+6. `work`, when given, runs more code in that kernel (verify: the image's
+   own reference, the tutorials cell by cell).
+7. The server stops (`DELETE .../server`), and the hub says it is gone.
 
 Every request and wait is bounded: `HubCheckSettings` holds the timeouts.
 When a step fails, the server is still stopped and the user deleted (best
@@ -31,7 +33,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,8 +43,8 @@ import requests
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from tooling.checkresult import CheckFailed, CheckResult, Outcome, run_check
 from tooling.log import register_secret
-from tooling.smoke.result import CheckFailed, CheckResult, Outcome, run_check
 
 CHECK_NAME = "hub-spawn"
 # The line the kernel runs, and what it must print first.
@@ -53,6 +55,16 @@ PROGRESS_SILENCE = 20.0
 # Seconds to read the progress stream for a failed spawn's reason: a spawn that is over sends it at once.
 PROGRESS_READ_TIMEOUT = 20.0
 POLL_INTERVAL = 0.5
+
+
+class WorkFailed(Exception):
+    """Code run by a check's `work` failed: it raised, timed out, or printed what it must not."""
+
+
+# Runs code in the check's kernel within a timeout (seconds); what it printed. Raises `WorkFailed`.
+KernelRunner = Callable[[str, float], str]
+# More to do in the kernel once it ran the check's own code; returns lines for the check's steps.
+KernelWork = Callable[[KernelRunner], Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,7 @@ def check_hub_spawn(
     token: str,
     settings: HubCheckSettings | None = None,
     watch: Callable[[], str] | None = None,
+    work: KernelWork | None = None,
 ) -> CheckResult:
     """Spawn, use and stop a test user's server on the hub at `hub_url`; the result lists every step.
 
@@ -77,14 +90,22 @@ def check_hub_spawn(
     container knows it died long before the hub's own timeout says so).
     """
     register_secret(token)
-    check = _HubSpawn(hub_url, token, settings or HubCheckSettings(), watch)
+    check = _HubSpawn(hub_url, token, settings or HubCheckSettings(), watch, work)
     return run_check(CHECK_NAME, check.run)
 
 
 class _HubSpawn:
     """One run of the check; `steps` records what happened, with the seconds since the start."""
 
-    def __init__(self, hub_url: str, token: str, settings: HubCheckSettings, watch: Callable[[], str] | None) -> None:
+    def __init__(
+        self,
+        hub_url: str,
+        token: str,
+        settings: HubCheckSettings,
+        watch: Callable[[], str] | None,
+        work: KernelWork | None,
+    ) -> None:
+        self.work = work
         self.hub = hub_url.rstrip("/") + "/"
         self.token = token
         self.settings = settings
@@ -221,6 +242,7 @@ class _HubSpawn:
         self.step(f"kernel {kernel.get('name', '?')} started ({kernel_id[:8]})")
         try:
             output = self.execute(server, kernel_id)
+            self.do_work(server, kernel_id)
         finally:
             self.request("DELETE", f"{server}api/kernels/{kernel_id}")
         if not output.startswith(KERNEL_OUTPUT):
@@ -242,6 +264,27 @@ class _HubSpawn:
             raise self.fail(f"the kernel failed: {exc}") from None
         except (HTTPClientError, OSError) as exc:
             raise self.fail(f"the kernel's websocket failed: {_first_line(exc)}") from None
+
+    def do_work(self, server: str, kernel_id: str) -> None:
+        if self.work is None:
+            return
+        url = _websocket_url(f"{server}api/kernels/{kernel_id}/channels")
+
+        def run(code: str, timeout: float) -> str:
+            try:
+                return asyncio.run(asyncio.wait_for(_run_code(url, self.token, self.settings, code), timeout=timeout))
+            except TimeoutError:
+                raise WorkFailed(f"did not finish within {timeout:.0f} s") from None
+            except KernelError as exc:
+                raise WorkFailed(str(exc)) from None
+            except (HTTPClientError, OSError) as exc:
+                raise WorkFailed(f"the kernel's websocket failed: {_first_line(exc)}") from None
+
+        try:
+            for line in self.work(run):
+                self.step(line)
+        except WorkFailed as exc:
+            raise self.fail(str(exc)) from None
 
     def stop_server(self) -> None:
         response = self.expect(self.request("DELETE", f"{self.user_api}/server"), 202, 204)

@@ -37,7 +37,7 @@ def test_verify_without_its_token_is_one_line(
     assert code == 1
     assert err.strip().splitlines() == [
         "error: verify staging: $HUBSHIP_API_TOKEN is not set; it must hold the API token of the hub's verify "
-        'service (README: "Verify token").'
+        'service (README: "Deploy, verify, promote, rollback").'
     ]
 
 

@@ -1,6 +1,6 @@
 """verify ENV: the hub at ENV's URL spawns a server of the image ENV's values name, and the tutorials run in it.
 
-Through the hub's REST API with a service token (README: "Verify token"):
+Through the hub's REST API with a service token (README: "Deploy, verify, promote, rollback"):
 the hub spawn check (`tooling.hubcheck`), then in that server's kernel the
 image's own reference (IMAGE_REFERENCE_ENV, baked in by the build) must be
 the image of ENV's values, then every code cell of the `[smoke]` notebooks
@@ -87,7 +87,7 @@ def verify(request: VerifyRequest) -> VerifyResult:
     if not token:
         raise ToolingError(
             f"verify {target.environment}: ${request.token_env} is not set; it must hold the API token of the "
-            'hub\'s verify service (README: "Verify token").'
+            'hub\'s verify service (README: "Deploy, verify, promote, rollback").'
         )
     register_secret(token)
     expected = str(target.image())

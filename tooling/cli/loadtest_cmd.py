@@ -75,8 +75,9 @@ def user_options(pairs: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tooling.cli.loadtest_report import markdown, table
     from tooling.loadtest import CleanupRequest, LoadtestRequest, cleanup_run, loadtest
-    from tooling.loadtest.results import Report, markdown, table, write_outputs
+    from tooling.loadtest.results import Report, write_outputs
     from tooling.loadtest.schedule import Arrival
 
     config = load(args)
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     result = loadtest(request)
     report = Report.of(result)
     files = write_outputs(result, report)
+    publish_markdown(markdown(result, report), request.output / f"{result.run}.md")
     print(table(result, report))
     print(f"Reports: {files['json']} (.md, .png, -users.csv, -cells.csv beside it)")
     if not result.cleanup.complete:
@@ -111,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
             f"Cleanup incomplete ({result.state_file} names the run's users): "
             f"run `python -m tooling loadtest --cleanup {result.run}`."
         )
-    publish_markdown(markdown(result, report), None)
     if result.interrupted:
         return INTERRUPTED_EXIT
     return 0 if report.passed else 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ import requests
 from tooling.errors import ToolingError
 from tooling.log import register_secret
 from tooling.proc import Server, free_port, start
+from tooling.smoke.hub import ProxyPorts, require_proxy, start_proxy
 
 CONFIG = Path(__file__).with_name("loadtest_jupyterhub_config.py")
 CONTAINER_LABEL = "hubship.loadtest=1"
@@ -54,9 +54,7 @@ class LoadtestHub:
 def serve_loadtest_hub(
     image: str, *, concurrent_spawn_limit: int = 0, retry_range: tuple[int, int] = (2, 4), timeout: int = 60
 ) -> Iterator[LoadtestHub]:
-    proxy_program = shutil.which("configurable-http-proxy")
-    if proxy_program is None:
-        raise ToolingError("configurable-http-proxy is not on PATH: `npm install --global configurable-http-proxy`.")
+    proxy_program = require_proxy()
     public_port, proxy_api_port, hub_port = free_port(), free_port(), free_port()
     token, proxy_token = secrets.token_hex(32), secrets.token_hex(32)
     register_secret(token)
@@ -64,25 +62,7 @@ def serve_loadtest_hub(
     with tempfile.TemporaryDirectory(prefix="hubship-lt-hub-") as scratch:
         work = Path(scratch)
         url = f"http://127.0.0.1:{public_port}/"
-        proxy = start(
-            [
-                proxy_program,
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(public_port),
-                "--api-ip",
-                "127.0.0.1",
-                "--api-port",
-                str(proxy_api_port),
-                "--default-target",
-                f"http://127.0.0.1:{hub_port}",
-                "--error-target",
-                f"http://127.0.0.1:{hub_port}/hub/error",
-            ],
-            log_path=work / "proxy.log",
-            env={"CONFIGPROXY_AUTH_TOKEN": proxy_token},
-        )
+        proxy = start_proxy(proxy_program, ProxyPorts(public_port, proxy_api_port, hub_port), proxy_token, work)
         settings = {
             "public_url": url,
             "hub_port": hub_port,

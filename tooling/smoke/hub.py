@@ -91,6 +91,38 @@ def config_file() -> Path:
     return Path(str(resources.files("tooling.smoke") / "files" / "jupyterhub_config.py"))
 
 
+@dataclass(frozen=True)
+class ProxyPorts:
+    """Where configurable-http-proxy listens (users, its API) and where it sends what has no route (the hub)."""
+
+    public: int
+    api: int
+    hub: int
+
+
+def start_proxy(program: str, ports: ProxyPorts, token: str, work: Path) -> Server:
+    """configurable-http-proxy on 127.0.0.1, its API guarded by `token`, logging into `work`/proxy.log."""
+    return start(
+        [
+            program,
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(ports.public),
+            "--api-ip",
+            "127.0.0.1",
+            "--api-port",
+            str(ports.api),
+            "--default-target",
+            f"http://127.0.0.1:{ports.hub}",
+            "--error-target",
+            f"http://127.0.0.1:{ports.hub}/hub/error",
+        ],
+        log_path=work / "proxy.log",
+        env={"CONFIGPROXY_AUTH_TOKEN": token},
+    )
+
+
 @contextmanager
 def local_hub(settings: LocalHubSettings) -> Iterator[LocalHub]:
     """Start proxy and hub on loopback; yield once the hub's API answers through the proxy; stop both."""
@@ -102,25 +134,7 @@ def local_hub(settings: LocalHubSettings) -> Iterator[LocalHub]:
     with tempfile.TemporaryDirectory(prefix="hubship-smoke-hub-") as scratch:
         work = Path(scratch)
         public_url = f"http://127.0.0.1:{public_port}/"
-        proxy = start(
-            [
-                proxy_program,
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(public_port),
-                "--api-ip",
-                "127.0.0.1",
-                "--api-port",
-                str(proxy_api_port),
-                "--default-target",
-                f"http://127.0.0.1:{hub_port}",
-                "--error-target",
-                f"http://127.0.0.1:{hub_port}/hub/error",
-            ],
-            log_path=work / "proxy.log",
-            env={"CONFIGPROXY_AUTH_TOKEN": proxy_token},
-        )
+        proxy = start_proxy(proxy_program, ProxyPorts(public_port, proxy_api_port, hub_port), proxy_token, work)
         hub_settings = {
             "public_url": public_url,
             "hub_port": hub_port,

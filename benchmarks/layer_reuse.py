@@ -47,6 +47,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
+import tomlkit  # noqa: E402
 from conda_package_handling.api import create, extract  # noqa: E402
 from rattler.index import index_fs  # noqa: E402
 
@@ -68,6 +69,8 @@ from tooling.state import State, TestedImage  # noqa: E402
 
 # The toolkit before the environment was split into layers: its build installs the lock in one step.
 ONE_LAYER_COMMIT = "498af0ba4997135f431cbaad6e1b4f26f8ffb124"
+# The tables of hub.toml a build reads.
+BUILD_TABLES = ("image", "environment", "mirrors", "docker")
 LEAF = "pytest"
 TOP_LEVEL = "xarray"
 DEEP = "numpy"
@@ -211,6 +214,18 @@ def cold_build_seconds(hub: RigHub, toolkit: Path) -> float:
     return time.monotonic() - started
 
 
+def with_one_layer_hub_toml(hub: RigHub) -> None:
+    """ONE_LAYER_COMMIT's hub.toml with this hub's build tables: that toolkit refuses the keys added since."""
+    shown = subprocess.run(
+        ["git", "-C", str(PROJECT), "show", f"{ONE_LAYER_COMMIT}:hub.toml"], check=True, capture_output=True, text=True
+    )
+    document = tomlkit.parse(shown.stdout)
+    current = tomlkit.parse(hub.config.read_text(encoding="utf-8"))
+    for table in BUILD_TABLES:
+        document[table] = current[table]
+    hub.config.write_text(tomlkit.dumps(document), encoding="utf-8")
+
+
 def built_size(docker: Docker, hub: RigHub) -> int:
     reference = State.load(hub.root).require_built().reference
     image = docker.inspect_image(reference)
@@ -294,6 +309,8 @@ def main() -> int:
             for label, toolkit in (("one layer", one_layer), ("layers", PROJECT)):
                 cold_hub = copy_hub(hub, work / f"cold-{label.replace(' ', '-')}", registry.address)
                 cold_hub.set_hub_toml("image", "base", fresh_base_image(docker, work))
+                if toolkit is one_layer:
+                    with_one_layer_hub_toml(cold_hub)
                 cold[label] = (cold_build_seconds(cold_hub, toolkit), built_size(docker, cold_hub))
             remove_images(docker, f"{registry.address}/{name}", "hubship-bench/base")
     (one_s, one_size), (many_s, many_size) = cold["one layer"], cold["layers"]

@@ -13,7 +13,7 @@ import pytest
 
 from tests.lock_fixtures import PANGEO, PROJECT
 from tooling.build import environment_layers
-from tooling.buildpack.layers import CORE, LIBRARY_BUCKETS, PYTHON_BUCKETS, LayerGroup, group_name, layer_groups
+from tooling.buildpack.layers import CORE, MAX_GROUPS, LayerGroup, direct_dependents, group_names, layer_groups
 from tooling.buildpack.plan import InstallPlan, read_install_plan
 from tooling.docker import HistoryEntry
 from tooling.registry import RemoteLayer
@@ -45,7 +45,7 @@ def test_every_locked_package_is_in_exactly_one_layer_and_python_comes_first(pla
     assert len(installed) == len(set(installed))
     assert groups[0].name == CORE
     assert {package.name for package in groups[0].packages} == {package.name for package in plan.bootstrap_packages()}
-    assert 3 <= len(groups) <= 1 + LIBRARY_BUCKETS + PYTHON_BUCKETS + 1
+    assert 3 <= len(groups) <= MAX_GROUPS
     assert all(group.count for group in groups)
 
 
@@ -67,14 +67,47 @@ def changed_groups(before: tuple[LayerGroup, ...], after: tuple[LayerGroup, ...]
     return {name for name in old.keys() | new.keys() if old.get(name) != new.get(name)}
 
 
-def test_removing_any_package_changes_its_own_layer_only(plan: InstallPlan) -> None:
-    core = {package.name for package in plan.bootstrap_packages()}
-    before = layer_groups(plan)
-    for package in plan.packages:
-        if package.name in core:
-            continue
-        after = layer_groups(dataclasses.replace(plan, packages=tuple(p for p in plan.packages if p is not package)))
-        assert changed_groups(before, after) == {group_name(package)}, package.name
+def without_leaf(plan: InstallPlan, leaf: str) -> InstallPlan:
+    """The plan a relock gives without `leaf`: it goes, and so does every package only it needed."""
+    roots = {name for name, dependents in direct_dependents(plan.packages).items() if not dependents}
+    kept = tuple(package for package in plan.packages if package.name != leaf)
+    while orphans := {
+        name for name, dependents in direct_dependents(kept).items() if not dependents and name not in roots
+    }:
+        kept = tuple(package for package in kept if package.name not in orphans)
+    return dataclasses.replace(plan, packages=kept)
+
+
+def test_removing_a_leaf_moves_no_package_whose_direct_dependents_stay(plan: InstallPlan) -> None:
+    before, before_dependents = group_names(plan), direct_dependents(plan.packages)
+    leaves = [name for name, dependents in before_dependents.items() if not dependents and before[name] != CORE]
+    assert leaves
+    for leaf in leaves:
+        smaller = without_leaf(plan, leaf)
+        after, after_dependents = group_names(smaller), direct_dependents(smaller.packages)
+        moved = {name for name in after if after[name] != before[name]}
+        assert moved <= {name for name in after if after_dependents[name] != before_dependents[name]}, leaf
+        gone = before.keys() - after.keys()
+        touched = {before[name] for name in gone | moved} | {after[name] for name in moved}
+        assert changed_groups(layer_groups(plan), layer_groups(smaller)) == touched, leaf
+
+
+def test_removing_pytest_changes_its_bucket_what_only_it_needed_and_the_one_package_it_shared_with_anyio() -> None:
+    plan = read_install_plan(*LOCKS["hub"])
+    smaller = without_leaf(plan, "pytest")
+    before, after = group_names(plan), group_names(smaller)
+
+    assert before.keys() - after.keys() == {"pytest", "iniconfig", "pluggy", "colorama"}
+    assert before["iniconfig"] == before["pluggy"] == before["colorama"]
+    # exceptiongroup was needed by pytest and anyio; now by anyio alone, so it goes beside anyio's own.
+    assert {name for name in after if after[name] != before[name]} == {"exceptiongroup"}
+    assert changed_groups(layer_groups(plan), layer_groups(smaller)) == {
+        before["pytest"],
+        before["pluggy"],
+        before["exceptiongroup"],
+        after["exceptiongroup"],
+    }
+    assert len(layer_groups(plan)) > 30
 
 
 def test_a_new_version_of_any_package_changes_its_own_layer_only(plan: InstallPlan) -> None:

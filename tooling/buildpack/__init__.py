@@ -27,7 +27,7 @@ from tooling.images import NB_UID
 
 # Bump when the Dockerfile this buildpack renders, or what the installer does, changes:
 # it is one of the image tag's inputs.
-BUILDPACK_VERSION = "3"
+BUILDPACK_VERSION = "4"
 
 
 # The folder the engine adds to the build context, and where the install step mounts its parts.

@@ -55,7 +55,6 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -76,6 +75,9 @@ HASH_MISMATCH_EXIT = 3
 # Downloads at once: enough to fill a fast link, few enough for a small mirror.
 CONCURRENT_DOWNLOADS = 8
 CHUNK = 1 << 20
+# How far behind time_ns() a file's time may be: the kernel stamps files from a clock that ticks
+# every few milliseconds. Package archives' own file times are far older.
+CLOCK_MARGIN_NS = 1_000_000_000
 
 
 class InstallError(Exception):
@@ -270,19 +272,31 @@ def package_cache_of(prefix: Path) -> Path:
     return prefix.parent / ".hubship-package-cache"
 
 
-def record_canonical_urls(prefix: Path, packages: Sequence[Package]) -> None:
-    """conda-meta says where each package comes from: the lock's URL, not the local file it was linked from."""
-    by_file = {package.file_name: package for package in packages}
-    for meta in sorted((prefix / "conda-meta").glob("*.json")):
+def meta_file(prefix: Path, package: Package) -> Path:
+    """Where py-rattler records an installed package: conda-meta/NAME-VERSION-BUILD.json, as the archive is named."""
+    stem = package.file_name.removesuffix(".conda").removesuffix(".tar.bz2")
+    return prefix / "conda-meta" / f"{stem}.json"
+
+
+def record_canonical_urls(prefix: Path, packages: Sequence[Package]) -> list[str]:
+    """conda-meta says where each package comes from: the lock's URL, not the local file it was linked from.
+
+    Returns the paths the records list: every file these packages linked into the prefix. Only this
+    group's records are read: the earlier layers' are many, and stay as they are.
+    """
+    linked = []
+    for package in packages:
+        meta = meta_file(prefix, package)
+        if not meta.exists():
+            continue  # check_installed names it
         data = json.loads(meta.read_text(encoding="utf-8"))
-        package = by_file.get(data.get("fn", ""))
-        if package is None:
-            continue
         data["url"] = package.url
         data.pop("extracted_package_dir", None)
         partial = meta.with_name(f".{meta.name}.partial")
         partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         partial.replace(meta)
+        linked += [str(prefix / path) for path in data.get("files", [])]
+    return linked
 
 
 # --- pip, bytecode, check ----------------------------------------------------------------
@@ -324,19 +338,22 @@ def install_pip(prefix: Path, pip: Sequence[PipPackage]) -> None:
         )
 
 
-def snapshot(folder: Path) -> dict[str, int]:
-    """Every path under `folder` (itself included) with its modification time, in nanoseconds."""
-    paths = {str(folder): folder.lstat().st_mtime_ns}
-    for parent, dirs, files in os.walk(folder):
-        for name in (*dirs, *files):
-            path = Path(parent, name)
-            paths[str(path)] = path.lstat().st_mtime_ns
-    return paths
+def written_since(folder: Path, since_ns: int) -> list[str]:
+    """Every path under `folder` (itself included) created or changed at `since_ns` or later, sorted.
 
-
-def changed_since(before: dict[str, int], folder: Path) -> list[str]:
-    """The paths under `folder` this step added or changed, sorted."""
-    return sorted(path for path, mtime in snapshot(folder).items() if before.get(path) != mtime)
+    A folder changes when an entry is added to it, so this holds every folder a step added or
+    changed; files hard-linked from package archives keep the archive's (older) times.
+    """
+    found = [str(folder)] if folder.lstat().st_mtime_ns >= since_ns else []
+    pending = [str(folder)]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                if entry.stat(follow_symlinks=False).st_mtime_ns >= since_ns:
+                    found.append(entry.path)
+    return sorted(found)
 
 
 def compile_bytecode(prefix: Path, paths: Sequence[str]) -> None:
@@ -358,19 +375,18 @@ def compile_bytecode(prefix: Path, paths: Sequence[str]) -> None:
             process.wait()
 
 
-def fix_times(paths: Sequence[str], since_ns: int, fixed_time: int) -> None:
-    """Folders, and files written since `since_ns`, get `fixed_time`; files from package archives keep theirs."""
+def written_among(paths: Sequence[str], since_ns: int) -> list[str]:
+    """The paths of `paths` created or changed at `since_ns` or later (files with the prefix patched in, say)."""
+    return [path for path in paths if os.path.lexists(path) and os.lstat(path).st_mtime_ns >= since_ns]
+
+
+def fix_times(paths: Sequence[str], fixed_time: int) -> None:
     for path in paths:
-        if not os.path.lexists(path):
-            continue
-        status = os.lstat(path)
-        if stat.S_ISDIR(status.st_mode) or status.st_mtime_ns >= since_ns:
-            os.utime(path, (fixed_time, fixed_time), follow_symlinks=False)
+        os.utime(path, (fixed_time, fixed_time), follow_symlinks=False)
 
 
 def check_installed(prefix: Path, packages: Sequence[Package]) -> None:
-    installed = {json.loads(meta.read_text(encoding="utf-8"))["fn"] for meta in (prefix / "conda-meta").glob("*.json")}
-    missing = sorted({package.file_name for package in packages} - installed)
+    missing = sorted(package.file_name for package in packages if not meta_file(prefix, package).exists())
     if missing:
         raise InstallError(f"conda-meta lacks {len(missing)} of the lock's packages after the install: {missing[:5]}")
 
@@ -383,31 +399,35 @@ def size_of(paths: Sequence[str]) -> int:
 
 
 def install_lock(plan: Path, prefix: Path, cache: Path, mirrors: Path, fixed_time: int) -> None:
-    started, started_ns = time.monotonic(), time.time_ns()
+    started = time.monotonic()
+    # File times come from the kernel's coarse clock, which may be a tick behind time_ns().
+    since_ns = time.time_ns() - CLOCK_MARGIN_NS
     packages, pip = read_plan(plan)
-    # The prefix's parent holds the package cache while the step runs: its time changes too.
-    envs = prefix.parent
-    before = snapshot(envs)
+    linked: list[str] = []
     if packages:
         say(f"fetching and verifying {len(packages)} packages (md5 and sha256 of each)")
         files = asyncio.run(fetch_all(packages, read_mirrors(mirrors), cache / "archives"))
         say(f"linking {len(packages)} packages into {prefix}")
         link(asyncio.run(local_records(packages, files)), prefix)
-        record_canonical_urls(prefix, packages)
+        linked = record_canonical_urls(prefix, packages)
     if pip:
         say(f"installing {len(pip)} pip packages with the environment's pip")
         install_pip(prefix, pip)
+    # The prefix's parent holds the package cache while the step runs: its time changes too.
+    envs = prefix.parent
+    # conda-meta lists what the packages linked; pip's files are found by their times.
+    added = sorted({*linked, *(written_since(envs, since_ns) if pip else [])})
     # Fixed times before compiling: a .pyc records its source's time.
-    added = changed_since(before, envs)
-    fix_times(added, started_ns, fixed_time)
+    fix_times(written_among(added, since_ns), fixed_time)
     say("compiling bytecode")
     compile_bytecode(prefix, added)
     check_installed(prefix, packages)
-    added = changed_since(before, envs)
-    fix_times(added, started_ns, fixed_time)
+    # One walk of the whole environment per step: each costs a stat of every file in it.
+    written = written_since(envs, since_ns)
+    fix_times(written, fixed_time)
     say(
         f"installed {len(packages)} conda and {len(pip)} pip packages "
-        f"({size_of(added) / 1e6:.0f} MB) in {time.monotonic() - started:.1f} s"
+        f"({size_of(sorted({*added, *written})) / 1e6:.0f} MB) in {time.monotonic() - started:.1f} s"
     )
 
 

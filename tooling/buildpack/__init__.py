@@ -39,6 +39,8 @@ IMAGE_FILES_MOUNT = "/opt/hubship/image-files"
 PACKAGE_CACHE_MOUNT = "/opt/hubship/packages"
 MIRRORS_MOUNT = "/opt/hubship/mirrors.json"
 PACKAGE_CACHE_ID = "hubship-conda-packages"
+PYCACHE_MOUNT = "/opt/hubship/pycache"
+PYCACHE_ID = "hubship-installer-pycache"
 MIRRORS_SECRET = "hubship-mirrors"  # noqa: S105 (the id of a BuildKit secret, not a password)
 INSTALLER = "install_lock.py"
 PLAN = "plan.json"
@@ -100,27 +102,31 @@ def _prepare_prefix_script() -> str:
         f"{_bind('image-files', IMAGE_FILES_MOUNT)} \\\n"
         '    install -d -o "${NB_USER}" -g "${NB_USER}" \\\n'
         '        "${CONDA_DIR}" "${CONDA_DIR}/envs" "${NB_PYTHON_PREFIX}" && \\\n'
-        f"    install -d {BOOTSTRAP_MOUNT} {INSTALL_MOUNT} {GROUP_MOUNT} {PACKAGE_CACHE_MOUNT} && \\\n"
+        f"    install -d {BOOTSTRAP_MOUNT} {INSTALL_MOUNT} {GROUP_MOUNT} {PACKAGE_CACHE_MOUNT} {PYCACHE_MOUNT} && \\\n"
         f"    install -m 0600 /dev/null {MIRRORS_MOUNT} && \\\n"
         f"    install -m 0644 {IMAGE_FILES_MOUNT}/{ACTIVATE_SCRIPT} {PROFILE_SCRIPT} && \\\n"
         f'    touch -h -d {FIXED_TIME} "${{APP_BASE}}" "${{CONDA_DIR}}" "${{CONDA_DIR}}/envs" \\\n'
         f'        "${{NB_PYTHON_PREFIX}}" {PROFILE_SCRIPT} \\\n'
-        f"        {BOOTSTRAP_MOUNT} {INSTALL_MOUNT} {GROUP_MOUNT} {PACKAGE_CACHE_MOUNT} {MIRRORS_MOUNT}"
+        f"        {BOOTSTRAP_MOUNT} {INSTALL_MOUNT} {GROUP_MOUNT} {PACKAGE_CACHE_MOUNT} {PYCACHE_MOUNT} {MIRRORS_MOUNT}"
     )
 
 
 def _install_script(group: str) -> str:
     # Only this group's part of the plan is mounted: a change elsewhere in the lock leaves this step's
     # inputs as they were. /tmp is a tmpfs, so nothing the step leaves there reaches the layer.
+    # The installer's own modules (the build environment's and py-rattler's) are compiled once, into a
+    # cache mount, not again in every step; -X applies to the installer's interpreter only, not to the
+    # environment's python it runs to compile the image's modules.
     return (
         f"{_bind('bootstrap', BOOTSTRAP_MOUNT)} \\\n"
         f"    {_bind('install', INSTALL_MOUNT)} \\\n"
         f"    {_bind(f'groups/{group}', GROUP_MOUNT)} \\\n"
         f"    --mount=type=cache,id={PACKAGE_CACHE_ID},target={PACKAGE_CACHE_MOUNT},uid={NB_UID},gid={NB_UID} \\\n"
         f"    --mount=type=secret,id={MIRRORS_SECRET},target={MIRRORS_MOUNT},uid={NB_UID} \\\n"
+        f"    --mount=type=cache,id={PYCACHE_ID},target={PYCACHE_MOUNT},uid={NB_UID},gid={NB_UID} \\\n"
         "    --mount=type=tmpfs,target=/tmp \\\n"
         f"    PYTHONPATH={BOOTSTRAP_MOUNT}/site PYTHONNOUSERSITE=1 \\\n"
-        f"    {BOOTSTRAP_MOUNT}/env/bin/python -B {INSTALL_MOUNT}/{INSTALLER} \\\n"
+        f"    {BOOTSTRAP_MOUNT}/env/bin/python -X pycache_prefix={PYCACHE_MOUNT} {INSTALL_MOUNT}/{INSTALLER} \\\n"
         f'        --plan {GROUP_MOUNT}/{PLAN} --prefix "${{NB_PYTHON_PREFIX}}" \\\n'
         f"        --cache {PACKAGE_CACHE_MOUNT} --mirrors {MIRRORS_MOUNT} --fixed-time 0 {LAYER_OPTION} {group}"
     )

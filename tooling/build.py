@@ -94,8 +94,12 @@ from tooling.state import STATE_DIR, BuiltImage, State, now
 
 TAG_PREFIX = "img-"
 TAG_HEX_DIGITS = 12
-# Asking the registry whether the tag exists must not hold a build up for long.
+# Asking the registry whether the tag exists must not hold a build up for long; it is retried once,
+# because a wrong "not there" costs a whole build.
 REGISTRY_CHECK_RETRY = RetryPolicy(attempts=2, first_delay=0.5, max_delay=1.0, total_seconds=5.0)
+# Which layers the registry holds only feeds the report ("registry: unknown" when it cannot be asked), so it
+# is asked once: waiting to retry would only slow every build on a machine that cannot reach the registry.
+LAYER_SURVEY_RETRY = RetryPolicy(attempts=1)
 LOG_DIR = "logs"
 LOG_TAIL_LINES = 15
 LARGEST_LAYERS = 5
@@ -527,7 +531,7 @@ def _registry_layers(request: BuildRequest) -> dict[str, RemoteLayer] | None:
     first = [state.pushed.reference.rsplit(":", 1)[1]] if state.pushed is not None else []
     try:
         credentials = find_credentials(request.registry)
-        with RegistryClient(request.registry, credentials, REGISTRY_CHECK_RETRY) as registry:
+        with RegistryClient(request.registry, credentials, LAYER_SURVEY_RETRY) as registry:
             return held_layers(registry, request.name, first)
     except RegistryError as exc:
         why = exc.summary

@@ -64,7 +64,6 @@ from tooling.buildpack import (
     INSTALLER,
     LAYER_OPTION,
     MIRRORS_SECRET,
-    buildpack_for,
     installer_files_digest,
     write_build_files,
 )
@@ -80,7 +79,6 @@ from tooling.images import IMAGE_PLATFORM, repository, split_reference
 from tooling.lock import LockCheck, LockRequest, check_lock
 from tooling.log import Step, logger, step
 from tooling.proc import run
-from tooling.r2d_engine import EngineSettings, build_with_repo2docker
 from tooling.registry import (
     RegistryClient,
     RegistryError,
@@ -307,6 +305,9 @@ def _build(
     work: Path,
     phases: _Phases,
 ) -> _Outcome:
+    # repo2docker is imported only here: an image that already exists is found without it.
+    from tooling.r2d_engine import EngineSettings, build_with_repo2docker  # noqa: PLC0415 (costly import)
+
     with phases("prepare the build environment and context"):
         builder = docker.builder()
         bootstrap = ensure_bootstrap(plan, mirrors, request.cache_dir)
@@ -321,7 +322,7 @@ def _build(
         context_dir=work / "context",
         secrets={MIRRORS_SECRET: secret},
         on_line=build_log.add,
-        buildpack=buildpack_for(layer_groups(plan)),
+        layer_groups=layer_groups(plan),
     )
     with phases(f"build with repo2docker ({builder})") as progress:
         build_log.progress = progress.update

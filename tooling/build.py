@@ -67,14 +67,14 @@ from tooling.buildpack import (
     installer_files_digest,
     write_build_files,
 )
-from tooling.buildpack.bootstrap import NO_SPACE, default_cache_dir, ensure_bootstrap
+from tooling.buildpack.bootstrap import NO_SPACE, ensure_bootstrap
 from tooling.buildpack.layers import layer_groups
 from tooling.buildpack.plan import RATTLER_DISTRIBUTION, InstallPlan, read_install_plan
 from tooling.channels import mirror_prefixes, register_url_secrets
 from tooling.config import HubConfig
 from tooling.docker import Docker, HistoryEntry, LocalImage
 from tooling.errors import CommandFailed, CommandTimedOut, ProgramNotFound, ToolingError
-from tooling.files import sha256_file, write_atomic
+from tooling.files import cache_folder, sha256_file, write_atomic
 from tooling.images import IMAGE_PLATFORM, repository, split_reference
 from tooling.lock import LockCheck, LockRequest, check_lock
 from tooling.log import Step, logger, step
@@ -135,7 +135,7 @@ class BuildRequest:
     mirrors: Mapping[str, str] = field(default_factory=dict)
     force: bool = False
     allow_stale_lock: bool = False
-    cache_dir: Path = field(default_factory=default_cache_dir)
+    cache_dir: Path = field(default_factory=cache_folder)
 
     @classmethod
     def from_config(

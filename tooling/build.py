@@ -265,11 +265,12 @@ def build_image(request: BuildRequest) -> BuildResult:
         else:
             outcome = existing
     with phases("inspect the image"):
-        layers = _largest_layers(docker, reference)
-        history = own_steps(docker.history(reference), len(docker.history(request.base)))
+        image_history = docker.history(reference)
+        layers = _largest_layers(image_history)
+        steps = own_steps(image_history, len(docker.history(request.base)))
     with phases(f"ask {request.registry} which layers it holds"):
         held = _registry_layers(request)
-    environment = environment_layers(plan, history, outcome.image.layers[len(base.layers) :], held)
+    environment = environment_layers(plan, steps, outcome.image.layers[len(base.layers) :], held)
     State.load(request.root).record_build(BuiltImage(reference, outcome.image.image_id, lock_sha256))
     return BuildResult(
         reference=reference,
@@ -768,9 +769,9 @@ def _what_to_do(step_name: str) -> str:
 # --- the image ---------------------------------------------------------------------------------
 
 
-def _largest_layers(docker: Docker, reference: str) -> tuple[HistoryEntry, ...]:
-    """The largest layers, the environment's counted as one (its layers are listed on their own)."""
-    history = [entry for entry in docker.history(reference) if entry.size > 0]
+def _largest_layers(image_history: Sequence[HistoryEntry]) -> tuple[HistoryEntry, ...]:
+    """The largest layers in an image's history, the environment's counted as one (listed on their own too)."""
+    history = [entry for entry in image_history if entry.size > 0]
     environment = [entry for entry in history if INSTALLER in entry.created_by]
     others = [
         replace(entry, created_by=describe_layer(entry.created_by)) for entry in history if entry not in environment

@@ -70,10 +70,10 @@ from tooling.buildpack import (
 from tooling.buildpack.bootstrap import NO_SPACE, ensure_bootstrap
 from tooling.buildpack.layers import layer_groups
 from tooling.buildpack.plan import RATTLER_DISTRIBUTION, InstallPlan, read_install_plan
-from tooling.channels import mirror_prefixes, register_url_secrets
+from tooling.channels import BUILD_MIRROR_SCHEMES, mirror_prefixes, register_url_secrets
 from tooling.config import HubConfig
 from tooling.docker import Docker, HistoryEntry, LocalImage
-from tooling.errors import CommandFailed, CommandTimedOut, ProgramNotFound, ToolingError
+from tooling.errors import CommandFailed, CommandTimedOut, ConfigError, ProgramNotFound, ToolingError
 from tooling.files import cache_folder, sha256_file, write_atomic
 from tooling.images import IMAGE_PLATFORM, repository, split_reference
 from tooling.lock import LockCheck, LockRequest, check_lock
@@ -150,9 +150,10 @@ class BuildRequest:
         """hub.toml's [image], [environment], [mirrors] and [docker]; `mirrors` win over hub.toml's."""
         config.require_platform(IMAGE_PLATFORM)
         lock_request = LockRequest.from_config(config, mirrors=mirrors, pypi_mapping=pypi_mapping)
+        _require_build_mirrors(config, lock_request.mirrors, given=mirrors or {})
         return cls(
             root=config.root,
-            context=config.file(config.image.context),
+            context=_image_context(config),
             explicit_lock=lock_request.explicit_file(IMAGE_PLATFORM),
             lock_request=lock_request,
             registry=config.image.registry,
@@ -167,6 +168,32 @@ class BuildRequest:
     @property
     def repository(self) -> str:
         return repository(self.registry, self.name)
+
+
+def _image_context(config: HubConfig) -> Path:
+    """hub.toml's [image] context: the folder of repo2docker inputs, which must exist."""
+    folder = config.file(config.image.context)
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{config.path}: [image] context names {folder}: no such folder. It is the folder of repo2docker "
+            "inputs (apt.txt, postBuild, start, notebooks); create it, or fix the setting."
+        )
+    return folder
+
+
+def _require_build_mirrors(config: HubConfig, mirrors: Mapping[str, str], *, given: Mapping[str, str]) -> None:
+    """Refuse a mirror the build cannot read (not http(s)), naming where it was set: `given` (--mirror) or hub.toml."""
+    for name, url in sorted(mirrors.items()):
+        if url.startswith(BUILD_MIRROR_SCHEMES):
+            continue
+        register_url_secrets(url)
+        where = "--mirror" if name in given else f"[mirrors] of {config.path}"
+        # hub.toml may rightly hold a file:// mirror for the lock stage, if the build is given another.
+        raise ConfigError(
+            f"Mirror {name} = {url} ({where}): the build reads packages from inside the build container, which "
+            "cannot see the host's files; a file:// mirror serves the lock stage only. Serve that folder over http "
+            f"(e.g. `python -m http.server --bind 127.0.0.1`) and give the build its URL: --mirror {name}=URL."
+        )
 
 
 @dataclass(frozen=True)
@@ -375,11 +402,6 @@ def _require_current_lock(request: BuildRequest) -> LockCheck:
 
 
 def _stage_context(context: Path, target: Path) -> Path:
-    if not context.is_dir():
-        raise ToolingError(
-            f"{context}: no such folder. hub.toml's [image] context names the folder of repo2docker inputs "
-            "(apt.txt, postBuild, start, notebooks); create it or fix the setting."
-        )
     shutil.copytree(context, target, symlinks=True)
     _warn_about_ignored_environment_files(context, target)
     return target

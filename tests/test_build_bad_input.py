@@ -32,9 +32,9 @@ def repository_images(docker: Docker, hub: RigHub) -> list[str]:
     return shown.stdout.split()
 
 
-def one_error(result: CliResult) -> str:
-    """The CLI's single `error: ...` message, after checking it failed without a traceback."""
-    assert result.code == 1, result.out
+def one_error(result: CliResult, code: int = 1) -> str:
+    """The CLI's single `error: ...` message, after checking it failed with `code` (2: hub.toml) without a traceback."""
+    assert result.code == code, result.out
     assert "Traceback" not in result.err
     return result.err[result.err.index("error: ") :]
 
@@ -200,16 +200,26 @@ def test_full_disk_during_the_build_says_what_to_free(copy_rig_hub: HubCopies, c
 
 
 def test_file_mirror_is_refused_for_the_build(rig_hub: RigHub, cli: Cli, rig_built_image: BuildResult) -> None:
-    message = one_error(cli(rig_hub, "build", "--force", "--mirror", "conda-forge=file:///srv/conda-forge"))
+    message = one_error(cli(rig_hub, "build", "--force", "--mirror", "conda-forge=file:///srv/conda-forge"), code=2)
 
-    assert "Mirror conda-forge = file:///srv/conda-forge" in message
+    assert "Mirror conda-forge = file:///srv/conda-forge (--mirror)" in message
     assert "cannot see the host's files" in message
+
+
+def test_file_mirror_in_hub_toml_is_refused_for_the_build(copy_rig_hub: HubCopies, cli: Cli) -> None:
+    hub = copy_rig_hub()
+    hub.set_hub_toml("mirrors", "conda-forge", "file:///srv/conda-forge")
+
+    message = one_error(cli(hub, "build"), code=2)
+
+    assert f"Mirror conda-forge = file:///srv/conda-forge ([mirrors] of {hub.config})" in message
+    assert "--mirror conda-forge=URL" in message
 
 
 def test_missing_image_folder_is_named(copy_rig_hub: HubCopies, cli: Cli) -> None:
     hub = copy_rig_hub()
     hub.set_hub_toml("image", "context", "user-image")
 
-    message = one_error(cli(hub, "build"))
+    message = one_error(cli(hub, "build"), code=2)
 
-    assert f"{hub.root / 'user-image'}: no such folder" in message
+    assert f"{hub.config}: [image] context names {hub.root / 'user-image'}: no such folder" in message

@@ -67,7 +67,7 @@ def tag_input_paths() -> dict[str, tuple[str, ...]]:
         "base_reference": ("hub.toml",),
         "base_image_id": ("hub.toml",),
         "toolkit_version": ("pyproject.toml",),
-        "buildpack_version": ("tooling/buildpack.py",),
+        "buildpack_version": ("tooling/buildpack/__init__.py",),
         "installer_sha256": ("tooling/buildpack/files/install_lock.py",),
         "repo2docker_version": ("pyproject.toml",),
         "rattler_version": ("pyproject.toml",),
@@ -81,7 +81,7 @@ def config_lock_files() -> list[Path]:
 
 
 # What else decides what the image build does: the nox session that runs it, and the workflow itself.
-BUILD_INPUTS = ("noxfile.py", ".github/workflows/image.yml", "tooling/smoke.py")
+BUILD_INPUTS = ("noxfile.py", ".github/workflows/image.yml", "tooling/smoke/__init__.py")
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 import sys
 
-from tooling.cli import main
+from tooling.cli import entry_point
 
-sys.exit(main())
+sys.exit(entry_point())

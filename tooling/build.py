@@ -64,23 +64,21 @@ from tooling.buildpack import (
     INSTALLER,
     LAYER_OPTION,
     MIRRORS_SECRET,
-    buildpack_for,
     installer_files_digest,
     write_build_files,
 )
-from tooling.buildpack.bootstrap import NO_SPACE, default_cache_dir, ensure_bootstrap
+from tooling.buildpack.bootstrap import NO_SPACE, ensure_bootstrap
 from tooling.buildpack.layers import layer_groups
 from tooling.buildpack.plan import RATTLER_DISTRIBUTION, InstallPlan, read_install_plan
-from tooling.channels import mirror_prefixes, register_url_secrets
+from tooling.channels import BUILD_MIRROR_SCHEMES, mirror_prefixes, register_url_secrets
 from tooling.config import HubConfig
 from tooling.docker import Docker, HistoryEntry, LocalImage
-from tooling.errors import CommandFailed, CommandTimedOut, ProgramNotFound, ToolingError
-from tooling.files import sha256_file, write_atomic
+from tooling.errors import CommandFailed, CommandTimedOut, ConfigError, ProgramNotFound, ToolingError
+from tooling.files import cache_folder, sha256_file, write_atomic
 from tooling.images import IMAGE_PLATFORM, repository, split_reference
 from tooling.lock import LockCheck, LockRequest, check_lock
 from tooling.log import Step, logger, step
 from tooling.proc import run
-from tooling.r2d_engine import EngineSettings, build_with_repo2docker
 from tooling.registry import (
     RegistryClient,
     RegistryError,
@@ -94,8 +92,12 @@ from tooling.state import STATE_DIR, BuiltImage, State, now
 
 TAG_PREFIX = "img-"
 TAG_HEX_DIGITS = 12
-# Asking the registry whether the tag exists must not hold a build up for long.
+# Asking the registry whether the tag exists must not hold a build up for long; it is retried once,
+# because a wrong "not there" costs a whole build.
 REGISTRY_CHECK_RETRY = RetryPolicy(attempts=2, first_delay=0.5, max_delay=1.0, total_seconds=5.0)
+# Which layers the registry holds only feeds the report ("registry: unknown" when it cannot be asked), so it
+# is asked once: waiting to retry would only slow every build on a machine that cannot reach the registry.
+LAYER_SURVEY_RETRY = RetryPolicy(attempts=1)
 LOG_DIR = "logs"
 LOG_TAIL_LINES = 15
 LARGEST_LAYERS = 5
@@ -133,7 +135,7 @@ class BuildRequest:
     mirrors: Mapping[str, str] = field(default_factory=dict)
     force: bool = False
     allow_stale_lock: bool = False
-    cache_dir: Path = field(default_factory=default_cache_dir)
+    cache_dir: Path = field(default_factory=cache_folder)
 
     @classmethod
     def from_config(
@@ -148,9 +150,10 @@ class BuildRequest:
         """hub.toml's [image], [environment], [mirrors] and [docker]; `mirrors` win over hub.toml's."""
         config.require_platform(IMAGE_PLATFORM)
         lock_request = LockRequest.from_config(config, mirrors=mirrors, pypi_mapping=pypi_mapping)
+        _require_build_mirrors(config, lock_request.mirrors, given=mirrors or {})
         return cls(
             root=config.root,
-            context=config.file(config.image.context),
+            context=_image_context(config),
             explicit_lock=lock_request.explicit_file(IMAGE_PLATFORM),
             lock_request=lock_request,
             registry=config.image.registry,
@@ -165,6 +168,32 @@ class BuildRequest:
     @property
     def repository(self) -> str:
         return repository(self.registry, self.name)
+
+
+def _image_context(config: HubConfig) -> Path:
+    """hub.toml's [image] context: the folder of repo2docker inputs, which must exist."""
+    folder = config.file(config.image.context)
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{config.path}: [image] context names {folder}: no such folder. It is the folder of repo2docker "
+            "inputs (apt.txt, postBuild, start, notebooks); create it, or fix the setting."
+        )
+    return folder
+
+
+def _require_build_mirrors(config: HubConfig, mirrors: Mapping[str, str], *, given: Mapping[str, str]) -> None:
+    """Refuse a mirror the build cannot read (not http(s)), naming where it was set: `given` (--mirror) or hub.toml."""
+    for name, url in sorted(mirrors.items()):
+        if url.startswith(BUILD_MIRROR_SCHEMES):
+            continue
+        register_url_secrets(url)
+        where = "--mirror" if name in given else f"[mirrors] of {config.path}"
+        # hub.toml may rightly hold a file:// mirror for the lock stage, if the build is given another.
+        raise ConfigError(
+            f"Mirror {name} = {url} ({where}): the build reads packages from inside the build container, which "
+            "cannot see the host's files; a file:// mirror serves the lock stage only. Serve that folder over http "
+            f"(e.g. `python -m http.server --bind 127.0.0.1`) and give the build its URL: --mirror {name}=URL."
+        )
 
 
 @dataclass(frozen=True)
@@ -263,11 +292,12 @@ def build_image(request: BuildRequest) -> BuildResult:
         else:
             outcome = existing
     with phases("inspect the image"):
-        layers = _largest_layers(docker, reference)
-        history = own_steps(docker.history(reference), len(docker.history(request.base)))
+        image_history = docker.history(reference)
+        layers = _largest_layers(image_history)
+        steps = own_steps(image_history, len(docker.history(request.base)))
     with phases(f"ask {request.registry} which layers it holds"):
         held = _registry_layers(request)
-    environment = environment_layers(plan, history, outcome.image.layers[len(base.layers) :], held)
+    environment = environment_layers(plan, steps, outcome.image.layers[len(base.layers) :], held)
     State.load(request.root).record_build(BuiltImage(reference, outcome.image.image_id, lock_sha256))
     return BuildResult(
         reference=reference,
@@ -303,6 +333,9 @@ def _build(
     work: Path,
     phases: _Phases,
 ) -> _Outcome:
+    # repo2docker is imported only here: an image that already exists is found without it.
+    from tooling.r2d_engine import EngineSettings, build_with_repo2docker  # noqa: PLC0415 (costly import)
+
     with phases("prepare the build environment and context"):
         builder = docker.builder()
         bootstrap = ensure_bootstrap(plan, mirrors, request.cache_dir)
@@ -317,7 +350,7 @@ def _build(
         context_dir=work / "context",
         secrets={MIRRORS_SECRET: secret},
         on_line=build_log.add,
-        buildpack=buildpack_for(layer_groups(plan)),
+        layer_groups=layer_groups(plan),
     )
     with phases(f"build with repo2docker ({builder})") as progress:
         build_log.progress = progress.update
@@ -369,11 +402,6 @@ def _require_current_lock(request: BuildRequest) -> LockCheck:
 
 
 def _stage_context(context: Path, target: Path) -> Path:
-    if not context.is_dir():
-        raise ToolingError(
-            f"{context}: no such folder. hub.toml's [image] context names the folder of repo2docker inputs "
-            "(apt.txt, postBuild, start, notebooks); create it or fix the setting."
-        )
     shutil.copytree(context, target, symlinks=True)
     _warn_about_ignored_environment_files(context, target)
     return target
@@ -527,7 +555,7 @@ def _registry_layers(request: BuildRequest) -> dict[str, RemoteLayer] | None:
     first = [state.pushed.reference.rsplit(":", 1)[1]] if state.pushed is not None else []
     try:
         credentials = find_credentials(request.registry)
-        with RegistryClient(request.registry, credentials, REGISTRY_CHECK_RETRY) as registry:
+        with RegistryClient(request.registry, credentials, LAYER_SURVEY_RETRY) as registry:
             return held_layers(registry, request.name, first)
     except RegistryError as exc:
         why = exc.summary
@@ -763,9 +791,9 @@ def _what_to_do(step_name: str) -> str:
 # --- the image ---------------------------------------------------------------------------------
 
 
-def _largest_layers(docker: Docker, reference: str) -> tuple[HistoryEntry, ...]:
-    """The largest layers, the environment's counted as one (its layers are listed on their own)."""
-    history = [entry for entry in docker.history(reference) if entry.size > 0]
+def _largest_layers(image_history: Sequence[HistoryEntry]) -> tuple[HistoryEntry, ...]:
+    """The largest layers in an image's history, the environment's counted as one (listed on their own too)."""
+    history = [entry for entry in image_history if entry.size > 0]
     environment = [entry for entry in history if INSTALLER in entry.created_by]
     others = [
         replace(entry, created_by=describe_layer(entry.created_by)) for entry in history if entry not in environment

@@ -6,7 +6,8 @@
 2. `check_channels` probes each channel (or mirror) for the locked platforms.
 3. `canonical_url` turns a URL the solver read back into the lock's URL.
 4. `is_mirror_url` is the one rule for a valid mirror URL, and
-   `mirror_prefixes` the build's view of the mirrors (http(s) only).
+   `mirror_prefixes` the build's view of the mirrors (BUILD_MIRROR_SCHEMES
+   only: the build refuses others before it starts).
 5. `register_url_secrets` keeps a URL's password and channel token out of
    every message.
 """
@@ -57,19 +58,8 @@ def parse_mirror_options(values: Sequence[str]) -> dict[str, str]:
 
 
 def mirror_prefixes(mirrors: Mapping[str, str]) -> dict[str, str]:
-    """Channel name (or URL) -> mirror, as canonical URL prefix -> mirror URL; only http(s) mirrors."""
-    prefixes = {}
-    for name, url in sorted(mirrors.items()):
-        if not url.startswith(BUILD_MIRROR_SCHEMES):
-            # Exit 1, not 2: the mirror may come from --mirror, and hub.toml may rightly hold a file:// mirror
-            # for the lock stage.
-            raise ToolingError(
-                f"Mirror {name} = {url}: the build reads packages from inside the build container, which cannot "
-                "see the host's files. Serve that folder over http (e.g. `python -m http.server --bind "
-                "127.0.0.1`) and give its URL as the mirror."
-            )
-        prefixes[canonical_channel_url(name)] = url.rstrip("/")
-    return prefixes
+    """Channel name (or URL) -> mirror, as canonical URL prefix -> mirror URL (the build's: http(s) ones)."""
+    return {canonical_channel_url(name): url.rstrip("/") for name, url in sorted(mirrors.items())}
 
 
 def canonical_channel_url(name: str) -> str:

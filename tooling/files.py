@@ -1,4 +1,4 @@
-"""Writing files so that a failed or interrupted run leaves the previous file untouched; naming them for people."""
+"""Writing files so that a failed or interrupted run leaves the previous file untouched; naming them; the cache."""
 
 from __future__ import annotations
 
@@ -71,3 +71,8 @@ def shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+def cache_folder() -> Path:
+    """Where the toolkit keeps what outlives a run: $XDG_CACHE_HOME/hubship (default ~/.cache/hubship)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hubship"

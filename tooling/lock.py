@@ -52,10 +52,12 @@ from tooling.lockfile import (
     LockFileError,
     encode_specs,
     explicit_name,
+    known_rendering,
     packages_checksum,
     parse_lock,
     read_lock,
     read_lock_text,
+    remember_rendering,
     render_conda_lock_yml,
     render_explicit,
 )
@@ -474,6 +476,16 @@ def _edited_by_hand(path: Path, text: str, lock: Lockfile) -> str:
     recorded = (lock.metadata.custom_metadata or {}).get(CHECKSUM_KEY)
     if recorded is not None and recorded != packages_checksum(lock):
         return f"{path}: package entries were edited by hand (their checksum changed); {RELOCK}"
+    if known_rendering(text):
+        return ""
+    problem = _differs_from_rendering(path, text, lock)
+    if not problem:
+        remember_rendering(text)
+    return problem
+
+
+def _differs_from_rendering(path: Path, text: str, lock: Lockfile) -> str:
+    """Where the text differs from what conda-lock's writer writes for the lock it holds; '' when nowhere."""
     expected = _data_lines(render_conda_lock_yml(lock))
     for number, line in _data_lines(text):
         wanted = expected.pop(0) if expected else None

@@ -3,7 +3,9 @@
 1. `read_lock` / `parse_lock` read conda-lock.yml (v1 or v2) into conda-lock's
    own v2 models, and explicit `@EXPLICIT` files into the same models.
 2. `render_conda_lock_yml` and `render_explicit` write them with conda-lock's
-   own writer and explicit renderer.
+   own writer and explicit renderer; `known_rendering` and
+   `remember_rendering` keep which conda-lock.yml texts were found to match
+   the writer's rendering, so a check need not render the same text again.
 3. `packages_checksum`, `encode_specs` and `decode_specs` are what the lock
    stage records in conda-lock's `custom_metadata` for the next run.
 4. `LOCK_NAME`, `explicit_name` and `file_name` name the files and packages.
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import tempfile
 from collections.abc import Mapping
@@ -20,10 +23,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pydantic
+import yaml
 from conda_lock.lockfile.v1.models import Lockfile as LockfileV1
 from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta, lockfile_v1_to_v2
 
 from tooling.errors import ToolingError
+from tooling.files import cache_folder
+from tooling.log import logger
 from tooling.yamlfiles import load_yaml, read_text
 
 LOCK_NAME = "conda-lock.yml"
@@ -239,6 +245,41 @@ def render_conda_lock_yml(lock: Lockfile) -> str:
         path = Path(tmp) / LOCK_NAME
         write_conda_lock_file(lock.model_copy(deep=True), path, metadata_choices=None)
         return path.read_text(encoding="utf-8")
+
+
+# Rendering a large conda-lock.yml takes PyYAML's pure-Python emitter a fifth of a second, and the lock
+# check compares the committed text with its rendering at every build. Whether a text matches depends only
+# on the text and the code that renders and compares, so the answer is kept under the cache: one empty
+# file per matching text, named by the sha256 of the text and of the versions of that code (the toolkit,
+# conda-lock, PyYAML, pydantic). Only matches are kept: any other text, a hand edit included, is rendered
+# and compared again, and the check says where it differs.
+RENDERINGS_FOLDER = "conda-lock-renderings"
+
+
+def known_rendering(text: str) -> bool:
+    """Whether `text` was found before to match what `render_conda_lock_yml` writes for the lock it holds."""
+    return _rendering_marker(text).is_file()
+
+
+def remember_rendering(text: str) -> None:
+    """Keep that `text` matches what `render_conda_lock_yml` writes for the lock it holds, as the check compares."""
+    marker = _rendering_marker(text)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError as exc:  # a full or read-only cache costs the next check a rendering, nothing else
+        logger.debug("could not keep %s: %s", marker, exc)
+
+
+def _rendering_marker(text: str) -> Path:
+    from tooling import __version__  # noqa: PLC0415 (read from the metadata when asked: see tooling/__init__.py)
+
+    versions = (
+        f"hubship {__version__}, conda-lock {importlib.metadata.version('conda-lock')}, PyYAML {yaml.__version__}, "
+        f"pydantic {pydantic.VERSION}\n"
+    )
+    key = hashlib.sha256((versions + text).encode()).hexdigest()
+    return cache_folder() / RENDERINGS_FOLDER / key
 
 
 def render_explicit(lock: Lockfile, platform: str) -> str:

@@ -36,7 +36,9 @@ from typing import Any
 from repo2docker.app import Repo2Docker
 from repo2docker.engine import ContainerEngine
 
-from tooling.buildpack import CONTEXT_FOLDER, HubshipBuildPack
+from tooling.buildpack import CONTEXT_FOLDER
+from tooling.buildpack.layers import LayerGroup
+from tooling.buildpack.r2d_buildpack import buildpack_for
 from tooling.docker import Builder, BuildOptions, Docker
 from tooling.errors import ToolingError
 from tooling.images import DOCKER_PLATFORM, IMAGE_REFERENCE_ENV, NB_UID, NB_USER
@@ -52,7 +54,7 @@ class EngineSettings:
     context_dir: Path  # an empty folder to unpack the context into
     secrets: Mapping[str, Path]
     on_line: Callable[[str], None]
-    buildpack: type[HubshipBuildPack]  # `buildpack_for` the lock's layer groups
+    layer_groups: tuple[LayerGroup, ...]  # the environment's, in install order: one install step each
 
 
 class BuildKitEngine(ContainerEngine):  # type: ignore[misc]  # repo2docker is untyped
@@ -117,7 +119,7 @@ def build_with_repo2docker(
         labels=dict(labels),
         # The image knows its own name, so a hub can be asked which image it runs (verify).
         appendix=f"ENV {IMAGE_REFERENCE_ENV}={image_spec}",
-        buildpacks=[settings.buildpack],
+        buildpacks=[buildpack_for(settings.layer_groups)],
         platform=DOCKER_PLATFORM,
         run=False,
         push=False,

@@ -15,7 +15,6 @@ import asyncio
 import errno
 import hashlib
 import importlib.metadata
-import os
 import shutil
 import sys
 import tempfile
@@ -174,8 +173,3 @@ def _no_space_explained(folder: Path) -> Iterator[None]:
             f"No space left on device in {folder} while preparing the build environment (about 150 MB). Free "
             "space there, or point XDG_CACHE_HOME at a disk with room, then rerun `python -m tooling build`."
         ) from None
-
-
-def default_cache_dir() -> Path:
-    """Where the toolkit keeps what outlives a build: $XDG_CACHE_HOME/hubship (default ~/.cache/hubship)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hubship"

@@ -14,7 +14,6 @@ failure.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,11 +28,7 @@ from tooling.check.schema import schema_findings
 from tooling.check.values_files import ValuesFile, dotted, merge_files, read_values_file, value_at
 from tooling.config import CapacitySettings, CheckSettings, HubConfig
 from tooling.errors import ConfigError
-
-
-def default_cache_root() -> Path:
-    """$XDG_CACHE_HOME/hubship (default ~/.cache/hubship), where charts and KubeSpawner's names are kept."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hubship"
+from tooling.files import cache_folder
 
 
 @dataclass(frozen=True)
@@ -50,7 +45,7 @@ class CheckRequest:
     settings: CheckSettings
     capacity: CapacitySettings
     render: bool = True
-    cache_root: Path = field(default_factory=default_cache_root)
+    cache_root: Path = field(default_factory=cache_folder)  # where charts and KubeSpawner's names are kept
 
     @classmethod
     def from_config(cls, config: HubConfig, environment: str, *, render: bool = True) -> CheckRequest:

@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         reads="hub.toml ([environment], [mirrors]), environments/environment.yml, the previous lock, "
         "the channels or their mirrors, and PyPI for a pip: section",
         writes="environments/conda-lock.yml, environments/conda-<platform>.lock, .hubship/reports/lock.md "
-        "(with --check: nothing)",
+        "(with --check: only $XDG_CACHE_HOME/hubship/conda-lock-renderings, a note of each conda-lock.yml that "
+        "passed, so that it is not rendered again)",
         example="python -m tooling lock --mirror conda-forge=https://conda-mirror.example.org/conda-forge",
     )
     mode = parser.add_mutually_exclusive_group()

@@ -5,7 +5,7 @@ in its own Dockerfile step, so each group becomes one image layer; the
 packages of earlier groups are already in the prefix and are left as they are.
 
 This script runs in the environment-install step of the image build (see
-`tooling/buildpack.py`), as the notebook user, with the throwaway build
+`tooling/buildpack/`), as the notebook user, with the throwaway build
 environment's Python (the lock's own `python`, plus a py-rattler wheel on
 PYTHONPATH). Nothing it runs with reaches the image: the build environment,
 this script and the install plan are bind mounts, the downloaded packages

@@ -339,7 +339,8 @@ def _build(
     with phases("prepare the build environment and context"):
         builder = docker.builder()
         bootstrap = ensure_bootstrap(plan, mirrors, request.cache_dir)
-        write_build_files(plan, bootstrap, work / "hubship")
+        groups = layer_groups(plan)
+        write_build_files(groups, bootstrap, work / "hubship")
         secret = work / "mirrors.json"
         write_atomic(secret, json.dumps(mirrors, sort_keys=True))
     build_log = _BuildLog(request.root / STATE_DIR / LOG_DIR)
@@ -350,7 +351,7 @@ def _build(
         context_dir=work / "context",
         secrets={MIRRORS_SECRET: secret},
         on_line=build_log.add,
-        layer_groups=layer_groups(plan),
+        layer_groups=groups,
     )
     with phases(f"build with repo2docker ({builder})") as progress:
         build_log.progress = progress.update

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from tooling.buildpack.layers import layer_groups
-from tooling.buildpack.plan import InstallPlan
+from tooling.buildpack.layers import LayerGroup
 from tooling.files import write_atomic
 
 # Bump when the Dockerfile this buildpack renders, or what the installer does, changes:
@@ -56,13 +56,13 @@ FIXED_TIME = "@0"
 # --- the build context's hubship/ folder -------------------------------------------------------
 
 
-def write_build_files(plan: InstallPlan, bootstrap: Path, destination: Path) -> None:
+def write_build_files(groups: Sequence[LayerGroup], bootstrap: Path, destination: Path) -> None:
     """The `hubship/` folder of the build context: build environment, installer, each layer's plan, login script."""
     shutil.copytree(bootstrap, destination / "bootstrap", symlinks=True, copy_function=_link_or_copy)
     install = destination / "install"
     install.mkdir()
     shutil.copyfile(_packaged(INSTALLER), install / INSTALLER)
-    for group in layer_groups(plan):
+    for group in groups:
         write_atomic(destination / "groups" / group.name / PLAN, group.to_json())
     image_files = destination / "image-files"
     image_files.mkdir()

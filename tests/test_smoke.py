@@ -1,11 +1,13 @@
 """The smoke test's logic on small and real inputs, without Docker: import names, the lock comparison,
 which JupyterHub the image must suit, the spawner's environment, the reports, and the hub check's
-first step against an address where nothing listens."""
+first step against an address where nothing listens, and its watch on a real hub whose server never starts."""
 
 from __future__ import annotations
 
 import shutil
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,6 +26,7 @@ from tooling.hubcheck import check_hub_spawn
 from tooling.lockfile import split_package_file_name
 from tooling.proc import free_port
 from tooling.smoke import SmokeResult, required_hub
+from tooling.smoke import hub as local_hubs
 from tooling.smoke.checks import (
     ImageEnvironment,
     InstalledPackage,
@@ -353,3 +356,52 @@ def test_the_hub_check_says_which_request_got_no_answer_and_never_shows_the_toke
     assert not result.passed
     assert result.reason.startswith("GET /hub/api/ got no answer:")
     assert token not in result.reason + "\n".join(result.details)
+
+
+# --- the hub check and its watch, on a real hub whose server never starts -------------------------
+
+HANGING_HUB_CONFIG = Path(__file__).resolve().parent / "rig" / "hanging_spawner_hub_config.py"
+CONTAINER_EXITED = "the server's container exited (exit code 241) while the hub waited for it"
+
+
+@pytest.fixture
+def hanging_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[local_hubs.LocalHub, Path]]:
+    """A real JupyterHub on loopback that gives up on every spawn after 2 s; the file its spawner's stop writes."""
+    stopped = tmp_path / "stopped"
+    monkeypatch.setenv("HUBSHIP_RIG_PRODUCT_CONFIG", str(local_hubs.config_file()))
+    monkeypatch.setenv("HUBSHIP_RIG_STOPPED_FILE", str(stopped))
+    monkeypatch.setattr(local_hubs, "config_file", lambda: HANGING_HUB_CONFIG)
+    settings = local_hubs.LocalHubSettings(image="never-run", timeout=2, container_name="never-{username}")
+    with local_hubs.local_hub(settings) as hub:
+        yield hub, stopped
+
+
+def test_a_server_the_hub_gave_up_on_fails_with_the_hubs_reason_though_the_watch_saw_it_end(
+    hanging_hub: tuple[local_hubs.LocalHub, Path],
+) -> None:
+    hub, stopped = hanging_hub
+
+    def watch_that_looks_after_the_hub_gave_up() -> str:
+        # The race: the check saw the spawn pending, then the hub gave up and stopped the server
+        # before the watch looked at it.
+        deadline = time.monotonic() + 30
+        while not stopped.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return CONTAINER_EXITED
+
+    result = check_hub_spawn(hub.url, hub.token, watch=watch_that_looks_after_the_hub_gave_up)
+
+    assert stopped.exists()
+    assert not result.passed
+    assert result.reason.startswith("the hub could not spawn the server: Spawn failed: "), result.reason
+
+
+def test_a_server_that_ends_while_the_hub_still_waits_fails_with_the_watchs_reason(
+    hanging_hub: tuple[local_hubs.LocalHub, Path],
+) -> None:
+    hub, _ = hanging_hub
+
+    result = check_hub_spawn(hub.url, hub.token, watch=lambda: CONTAINER_EXITED)
+
+    assert not result.passed
+    assert result.reason == CONTAINER_EXITED

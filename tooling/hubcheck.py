@@ -197,13 +197,24 @@ class _HubSpawn:
             server = user.get("servers", {}).get("", {})
             if server.get("ready"):
                 return dict(server)
-            if not server.get("pending"):
+            if not _spawn_pending(server):
                 raise self.spawn_failed("the hub stopped waiting for it")
             reason = self.watch() if self.watch is not None else ""
             if reason:
-                raise self.fail(reason)
+                raise self.watch_failed(reason)
             time.sleep(POLL_INTERVAL)
         raise self.fail(f"the server was not ready within {self.settings.spawn_timeout:.0f} s")
+
+    def watch_failed(self, reason: str) -> CheckFailed:
+        """The watch's `reason`, unless the hub gave up on the spawn before the watch looked.
+
+        When the hub gives up it stops the server, and the server's end is then
+        the hub's doing: the hub's own reason says why, the watch's only what followed.
+        """
+        user = _json(self.expect(self.request("GET", self.user_api), 200))
+        if not _spawn_pending(user.get("servers", {}).get("", {})):
+            return self.spawn_failed(reason)
+        return self.fail(reason)
 
     def spawn_failed(self, fallback: str) -> CheckFailed:
         """The hub's own reason for a failed spawn (its `failed` progress event), else `fallback`."""
@@ -399,6 +410,11 @@ def _events(lines: Iterator[str], deadline: float) -> Iterator[dict[str, Any]]:
             event = json.loads(line[len("data:") :])
             if isinstance(event, dict):
                 yield event
+
+
+def _spawn_pending(server: dict[str, Any]) -> bool:
+    """True while the hub still waits for the server to start; it says "stop" once it gave up and stops it."""
+    return server.get("pending") == "spawn"
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

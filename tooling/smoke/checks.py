@@ -522,7 +522,7 @@ def check_server_start(target: ImageUnderTest, hub_api_url: str, timeout: float)
     started = time.monotonic()
     target.docker.start_container(spec)
     try:
-        answer = _wait_for_server(target, spec.name, url, started + timeout)
+        answer = _wait_for_server(target, spec.name, url, started, timeout)
         seconds = time.monotonic() - started
     finally:
         target.docker.remove_containers(spec.name)
@@ -532,10 +532,16 @@ def check_server_start(target: ImageUnderTest, hub_api_url: str, timeout: float)
     )
 
 
-def _wait_for_server(target: ImageUnderTest, container: str, url: str, deadline: float) -> dict[str, Any]:
-    """The server's `/api` answer; CheckFailed with the container's last log lines if it exits or stays silent."""
+def _wait_for_server(
+    target: ImageUnderTest, container: str, url: str, started: float, timeout: float
+) -> dict[str, Any]:
+    """The server's `/api` answer within `timeout` seconds of `started`.
+
+    CheckFailed with the container's last log lines if it exits or stays silent; the message names
+    `timeout` (the setting), not what was left of it once the container had started.
+    """
     next_state_check = 0.0
-    timeout = deadline - time.monotonic()
+    deadline = started + timeout
     while time.monotonic() < deadline:
         with suppress(requests.RequestException, ValueError):
             response = requests.get(url, timeout=2)

@@ -1,19 +1,33 @@
 """The environment's layer groups: a pure function of the lock, and a small change to the lock moves few packages.
 
-Read from this repository's own lock and from pangeo's (real conda-forge records).
+Read from this repository's own lock and from pangeo's (real conda-forge records). Last, the installer's
+split of an installed environment into the layers' folders, on a real folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
+import stat
+from pathlib import Path
 
 import pytest
 
 from tests.lock_fixtures import PANGEO, PROJECT
 from tooling.build import environment_layers
-from tooling.buildpack.layers import CORE, MAX_GROUPS, LayerGroup, direct_dependents, group_names, layer_groups
+from tooling.buildpack import LAYERS_ROOT
+from tooling.buildpack.files.install_lock import Group, LayerTrees, Package, PipPackage, split_into_layers
+from tooling.buildpack.layers import (
+    CORE,
+    MAX_GROUPS,
+    LayerGroup,
+    direct_dependents,
+    group_names,
+    install_plan_json,
+    layer_groups,
+)
 from tooling.buildpack.plan import InstallPlan, read_install_plan
 from tooling.docker import HistoryEntry
 from tooling.registry import RemoteLayer
@@ -35,7 +49,8 @@ def membership(groups: tuple[LayerGroup, ...]) -> dict[str, str]:
 
 
 def plans(groups: tuple[LayerGroup, ...]) -> dict[str, str]:
-    return {group.name: group.to_json() for group in groups}
+    """Each group's part of the installer's plan."""
+    return {group.name: install_plan_json((group,)) for group in groups}
 
 
 def test_every_locked_package_is_in_exactly_one_layer_and_python_comes_first(plan: InstallPlan) -> None:
@@ -126,7 +141,7 @@ def test_environment_layers_are_named_from_the_history_and_looked_up_in_the_regi
     # docker history lists the newest step first; a LABEL step makes no layer, a RUN step an empty one.
     steps = [HistoryEntry("RUN apt-get clean", 0), HistoryEntry("RUN apt-get install", 1_000)]
     steps += [
-        HistoryEntry(f"RUN python install_lock.py --layer {group.name}", 1_000 + i) for i, group in enumerate(groups)
+        HistoryEntry(f"COPY {LAYERS_ROOT}/{group.name}/ / # buildkit", 1_000 + i) for i, group in enumerate(groups)
     ]
     steps += [HistoryEntry("LABEL x=y", 0)]
     diff_ids = [f"sha256:{i:064x}" for i in range(len(groups) + 2)]
@@ -141,8 +156,76 @@ def test_environment_layers_are_named_from_the_history_and_looked_up_in_the_regi
     assert all(layer.in_registry is None for layer in environment_layers(plan, tuple(reversed(steps)), diff_ids, None))
 
 
-def test_each_layer_plan_is_the_installer_input_for_its_packages(plan: InstallPlan) -> None:
-    for group in layer_groups(plan):
-        data = json.loads(group.to_json())
-        assert [entry["url"] for entry in data["packages"]] == [package.url for package in group.packages]
-        assert all(entry["md5"] and entry["sha256"] for entry in data["packages"])
+def test_the_installers_plan_lists_every_group_with_its_packages_in_order(plan: InstallPlan) -> None:
+    groups = layer_groups(plan)
+    data = json.loads(install_plan_json(groups))
+    assert [group["name"] for group in data["groups"]] == [group.name for group in groups]
+    for entry, group in zip(data["groups"], groups, strict=True):
+        assert [package["url"] for package in entry["packages"]] == [package.url for package in group.packages]
+        assert all(package["md5"] and package["sha256"] for package in entry["packages"])
+
+
+# --- the installer's split of the environment into the layers' folders, on a real folder ----------
+
+
+def test_the_installer_puts_each_file_in_the_folder_of_its_packages_layer(tmp_path: Path) -> None:
+    prefix = tmp_path / "srv" / "conda" / "envs" / "notebook"
+    site = "lib/python3.11/site-packages"
+    a = Package("https://conda.anaconda.org/conda-forge/linux-64/a-1.0-0.conda", "0" * 32, "0" * 64)
+    b = Package("https://conda.anaconda.org/conda-forge/noarch/b-2.0-py_0.tar.bz2", "1" * 32, "1" * 64)
+    groups = [
+        Group("core", (a,), ()),
+        Group("top-1", (b,), ()),
+        Group("pip", (), (PipPackage("c", "https://files.example/c-1.0.whl", "2" * 64),)),
+    ]
+    linked = {a: (f"{site}/a/__init__.py", "bin/a"), b: (f"{site}/b.py",)}
+    record = "c.py,sha256=x,1\nc-1.0.dist-info/RECORD,,\n../../../bin/c,,\n__pycache__/c.cpython-311.pyc,,\n"
+    files = {
+        "conda-meta/a-1.0-0.json": "{}",
+        "conda-meta/b-2.0-py_0.json": "{}",
+        f"{site}/a/__init__.py": "",
+        "bin/a": "#!/bin/sh\n",
+        f"{site}/b.py": "",
+        f"{site}/__pycache__/b.cpython-311.pyc": "compiled by the installer",
+        f"{site}/c.py": "",
+        f"{site}/c-1.0.dist-info/RECORD": record,
+        "bin/c": "#!/bin/sh\n",
+        f"{site}/__pycache__/c.cpython-311.pyc": "compiled by pip",
+        "CACHEDIR.TAG": "py-rattler's",
+        "conda-meta/history": "",
+        "etc/stray.conf": "nobody's",
+    }
+    for name, text in files.items():
+        (prefix / name).parent.mkdir(parents=True, exist_ok=True)
+        (prefix / name).write_text(text)
+    (prefix / "etc").chmod(0o750)
+    layers = tmp_path / "layers"
+
+    unlisted = split_into_layers(prefix, groups, linked, LayerTrees(layers, 0), owner=os.getuid())
+
+    def in_layer(name: str) -> set[str]:
+        tree = layers / name / prefix.relative_to("/")
+        return {str(path.relative_to(tree)) for path in tree.rglob("*") if not path.is_dir()}
+
+    assert in_layer("core") == {
+        "conda-meta/a-1.0-0.json",
+        f"{site}/a/__init__.py",
+        "bin/a",
+        "CACHEDIR.TAG",
+        "conda-meta/history",
+        "etc/stray.conf",
+    }
+    assert in_layer("top-1") == {"conda-meta/b-2.0-py_0.json", f"{site}/b.py", f"{site}/__pycache__/b.cpython-311.pyc"}
+    assert in_layer("pip") == {
+        f"{site}/c.py",
+        f"{site}/c-1.0.dist-info/RECORD",
+        "bin/c",
+        f"{site}/__pycache__/c.cpython-311.pyc",
+    }
+    assert unlisted == ["etc/stray.conf"]
+    assert not [path for path in prefix.rglob("*") if not path.is_dir()]
+    # Each layer's folders stand for the image's: their modes, and the fixed time, whatever the build's moment.
+    folders = [path for path in layers.rglob("*") if path.is_dir()]
+    assert {path.stat().st_mtime for path in folders} == {0}
+    assert stat.S_IMODE((layers / "core" / prefix.relative_to("/") / "etc").stat().st_mode) == 0o750
+    assert stat.S_IMODE((layers / "core" / "tmp").stat().st_mode) == stat.S_IMODE(Path("/tmp").stat().st_mode)

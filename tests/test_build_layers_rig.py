@@ -1,15 +1,16 @@
 """The environment's layers on the rig: the same lock gives the same layers, and a push skips the ones held.
 
 The second build runs on a base image no build has seen (the rig's base plus
-one new file), so no Dockerfile step comes from the layer cache: every group
-is installed again, after an earlier layer changed. Its environment layers
-must be the very layers of the first build, and pushing it after the first
-must upload none of them.
+one new file), so no Dockerfile step comes from the layer cache: the
+environment is installed again and every group copied again, after an
+earlier layer changed. Its environment layers must be the very layers of the
+first build, and pushing it after the first must upload none of them.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,11 @@ from tests.rig.docker import build_with_buildkit
 from tests.rig.hub_fixtures import HubCopies, RigHub
 from tests.rig.registry import RunningRegistry
 from tooling.build import BuildResult
+from tooling.buildpack import ENVIRONMENT_STAGE, INSTALLER, LAYERS_ROOT
 from tooling.config import load_config
 from tooling.docker import Docker
 from tooling.push import PushRequest, PushResult, push_image
-from tooling.registry import Credentials, RegistryClient
+from tooling.registry import Credentials, RegistryClient, RemoteLayer
 from tooling.state import State
 from tooling.state import TestedImage as SmokeTestRecord  # a name pytest does not take for a test class
 
@@ -44,6 +46,12 @@ def pass_smoke_test(hub: RigHub, result: BuildResult) -> None:
     State.load(hub.root).record_test(SmokeTestRecord(result.reference, result.image_id, passed=True, report=report))
 
 
+def login_layer(layers: Sequence[RemoteLayer], result: BuildResult) -> str:
+    """The diff id of the layer just before the environment's first layer: the login script's."""
+    diff_ids = [layer.diff_id for layer in layers]
+    return diff_ids[diff_ids.index(result.environment_layers[0].diff_id) - 1]
+
+
 def push(hub: RigHub, result: BuildResult) -> PushResult:
     pass_smoke_test(hub, result)
     return push_image(PushRequest.from_config(load_config(hub.config)))
@@ -60,9 +68,12 @@ def test_rebuilt_groups_are_the_same_layers_and_are_not_uploaded_again(
     second_hub.set_hub_toml("image", "base", base_no_build_has_seen(docker_cli, rig_base_image, tmp_path))
     second = copy_rig_hub.build(second_hub)
 
-    install_steps = [step for step in second.docker_steps if "install_lock.py" in step.name]
-    assert len(install_steps) == len(first.environment_layers) > 5
-    assert not any(step.cached for step in install_steps)
+    install = [step for step in second.docker_steps if INSTALLER in step.name]
+    copies = [
+        step for step in second.docker_steps if step.name.startswith(f"COPY --from={ENVIRONMENT_STAGE} {LAYERS_ROOT}/")
+    ]
+    assert len(install) == 1 and len(copies) == len(first.environment_layers) > 5
+    assert not any(step.cached for step in (*install, *copies))
     assert second.image_id != first.image_id
     first_layers = {layer.name: (layer.diff_id, layer.packages) for layer in first.environment_layers}
     second_layers = {layer.name: (layer.diff_id, layer.packages) for layer in second.environment_layers}
@@ -76,6 +87,9 @@ def test_rebuilt_groups_are_the_same_layers_and_are_not_uploaded_again(
     assert first_push.reused_bytes == 0 and first_push.uploaded_bytes > 50e6
     with RegistryClient(registry.address, Credentials("none")) as client:
         layers = client.layers(second_hub.request().name, second.tag)
+        first_layers_pushed = client.layers(first_hub.request().name, first.tag)
+    # The login script's layer, copied in just before the environment's first, is the same layer too.
+    assert login_layer(layers, second) == login_layer(first_layers_pushed, first)
     environment = {layer.diff_id for layer in layers} & {diff_id for diff_id, _ in first_layers.values()}
     environment_bytes = sum(layer.size for layer in layers if layer.diff_id in environment)
     assert len(environment) == len(first_layers)

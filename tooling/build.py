@@ -62,7 +62,7 @@ from tooling import __version__
 from tooling.buildpack import (
     BUILDPACK_VERSION,
     INSTALLER,
-    LAYER_OPTION,
+    LAYERS_ROOT,
     MIRRORS_SECRET,
     installer_files_digest,
     write_build_files,
@@ -566,7 +566,8 @@ def _registry_layers(request: BuildRequest) -> dict[str, RemoteLayer] | None:
     return None
 
 
-_LAYER_NAME = re.compile(rf"{LAYER_OPTION} (\S+)")
+# The environment stage's folder a layer was copied from names its group.
+_LAYER_NAME = re.compile(rf"{re.escape(LAYERS_ROOT)}/([^/\s]+)/")
 # The Dockerfile instructions that make a layer when BuildKit builds them (even an empty one).
 _LAYER_INSTRUCTIONS = ("RUN", "COPY", "ADD", "WORKDIR")
 
@@ -586,7 +587,7 @@ def environment_layers(
     diff_ids: Sequence[str],
     held: Mapping[str, RemoteLayer] | None,
 ) -> tuple[EnvironmentLayer, ...]:
-    """The environment's layers (one per install step), named, counted, sized, and looked up in the registry.
+    """The environment's layers (one per copy step), named, counted, sized, and looked up in the registry.
 
     `steps` are the Dockerfile's steps, newest first (`docker history` without the base image's), and
     `diff_ids` the layers they made, oldest first (the image's layers without the base image's). When the
@@ -598,7 +599,7 @@ def environment_layers(
     layers = []
     for index, entry in enumerate(with_layers):
         found = _LAYER_NAME.search(entry.created_by)
-        if found is None or INSTALLER not in entry.created_by:
+        if found is None:
             continue
         diff_id = diff_ids[index] if matched else ""
         in_registry = None if held is None or not diff_id else diff_id in held
@@ -795,7 +796,7 @@ def _what_to_do(step_name: str) -> str:
 def _largest_layers(image_history: Sequence[HistoryEntry]) -> tuple[HistoryEntry, ...]:
     """The largest layers in an image's history, the environment's counted as one (listed on their own too)."""
     history = [entry for entry in image_history if entry.size > 0]
-    environment = [entry for entry in history if INSTALLER in entry.created_by]
+    environment = [entry for entry in history if _LAYER_NAME.search(entry.created_by)]
     others = [
         replace(entry, created_by=describe_layer(entry.created_by)) for entry in history if entry not in environment
     ]
@@ -809,7 +810,7 @@ def describe_layer(created_by: str) -> str:
     """What made a layer, on one line: the instruction without the build args and shell docker adds."""
     if not created_by:
         return "(the base image)"
-    if INSTALLER in created_by:
-        return f"RUN {INSTALLER}: the locked environment"
+    if _LAYER_NAME.search(created_by):
+        return f"the locked environment, installed by {INSTALLER}"
     text = re.sub(r"^RUN \|\d+ (?:\S+=\S* )*/bin/sh -c ", "RUN ", created_by)
     return " ".join(text.removesuffix("# buildkit").split())

@@ -54,7 +54,7 @@ class EngineSettings:
     context_dir: Path  # an empty folder to unpack the context into
     secrets: Mapping[str, Path]
     on_line: Callable[[str], None]
-    layer_groups: tuple[LayerGroup, ...]  # the environment's, in install order: one install step each
+    layer_groups: tuple[LayerGroup, ...]  # the environment's, in the image's order: one copy step (layer) each
 
 
 class BuildKitEngine(ContainerEngine):  # type: ignore[misc]  # repo2docker is untyped

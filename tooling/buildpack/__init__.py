@@ -3,12 +3,14 @@
 1. `tooling.buildpack.plan` reads the lock into the install plan, and
    `tooling.buildpack.layers` splits it into the environment's layer groups.
 2. `tooling.buildpack.bootstrap` makes the throwaway build environment the
-   install steps run on.
+   install step runs on.
 3. `write_build_files` lays out the `hubship/` folder of the build context
-   (build environment, installer, each group's plan, login script), which
-   the install steps bind-mount from the paths named here.
+   (build environment, installer, the plan, login script), which the
+   install step bind-mounts from the paths named here.
 4. `tooling.buildpack.r2d_buildpack` is the repo2docker BuildPack that
-   renders those steps; only a build that runs imports it (and repo2docker).
+   renders the environment stage (one install step, which leaves each
+   group's files in a folder of its own) and the image's steps that copy
+   each group's folder in; only a build that runs imports it (and repo2docker).
 
 `BUILDPACK_VERSION` and `installer_files_digest` are inputs of the image's
 tag. How the environment gets into the image, and why:
@@ -23,19 +25,19 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from tooling.buildpack.layers import LayerGroup
+from tooling.buildpack.layers import LayerGroup, install_plan_json
 from tooling.files import write_atomic
 
 # Bump when the Dockerfile this buildpack renders, or what the installer does, changes:
 # it is one of the image tag's inputs.
-BUILDPACK_VERSION = "4"
+BUILDPACK_VERSION = "5"
 
 
 # The folder the engine adds to the build context, and where the install step mounts its parts.
 CONTEXT_FOLDER = "hubship"
 BOOTSTRAP_MOUNT = "/opt/hubship/bootstrap"
 INSTALL_MOUNT = "/opt/hubship/install"
-GROUP_MOUNT = "/opt/hubship/group"
+PLAN_MOUNT = "/opt/hubship/plan"
 IMAGE_FILES_MOUNT = "/opt/hubship/image-files"
 PACKAGE_CACHE_MOUNT = "/opt/hubship/packages"
 MIRRORS_MOUNT = "/opt/hubship/mirrors.json"
@@ -45,8 +47,12 @@ PYCACHE_ID = "hubship-installer-pycache"
 MIRRORS_SECRET = "hubship-mirrors"  # noqa: S105 (the id of a BuildKit secret, not a password)
 INSTALLER = "install_lock.py"
 PLAN = "plan.json"
-# The installer's option naming the layer group; the image's history shows it, so each layer can be named.
-LAYER_OPTION = "--layer"
+# The Dockerfile stage that installs the environment, and where it leaves each layer group's files
+# (LAYERS_ROOT/NAME/ holds the group's paths as they are in the image). The image's history names
+# each group's COPY from there, so each layer can be named.
+ENVIRONMENT_STAGE = "hubship-environment"
+LAYERS_ROOT = "/opt/hubship/layers"
+LOGIN_ROOT = "/opt/hubship/login"  # the login script's folder (PROFILE_SCRIPT in it), copied in on its own
 ACTIVATE_SCRIPT = "activate-env.sh"
 PROFILE_SCRIPT = "/etc/profile.d/hubship-env.sh"
 # Every file the build writes gets this time (the epoch), so a layer holds nothing of the build's moment.
@@ -57,13 +63,12 @@ FIXED_TIME = "@0"
 
 
 def write_build_files(groups: Sequence[LayerGroup], bootstrap: Path, destination: Path) -> None:
-    """The `hubship/` folder of the build context: build environment, installer, each layer's plan, login script."""
+    """The `hubship/` folder of the build context: build environment, installer, the plan, login script."""
     shutil.copytree(bootstrap, destination / "bootstrap", symlinks=True, copy_function=_link_or_copy)
     install = destination / "install"
     install.mkdir()
     shutil.copyfile(_packaged(INSTALLER), install / INSTALLER)
-    for group in groups:
-        write_atomic(destination / "groups" / group.name / PLAN, group.to_json())
+    write_atomic(destination / "plan" / PLAN, install_plan_json(groups))
     image_files = destination / "image-files"
     image_files.mkdir()
     shutil.copyfile(_packaged(ACTIVATE_SCRIPT), image_files / ACTIVATE_SCRIPT)

@@ -1,4 +1,4 @@
-"""The environment's layers: the lock's packages in groups, each installed by its own Dockerfile step.
+"""The environment's layers: the lock's packages in groups, each copied into the image by its own Dockerfile step.
 
 A change to the lock should make few new layers, so that a push uploads, and
 every node of the hub pulls, little. The grouping is a function of the lock
@@ -6,8 +6,8 @@ alone (names and dependencies, never sizes or the build's moment), so the same
 lock always gives the same groups, and the installer makes each group's
 layer byte for byte the same whenever the group's packages are the same.
 
-The groups, in install order (most stable first: a changed group makes
-Docker run every later step again, though their layers come out the same;
+The groups, in the image's order (most stable first: a changed group makes
+Docker copy every later group again, though their layers come out the same;
 see docs/design.md#layers):
 
 1. `core`: python and everything it depends on, directly or not: the
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tooling.buildpack.plan import CondaPackage, InstallPlan, PipPackage
@@ -67,14 +67,6 @@ class LayerGroup:
     @property
     def count(self) -> int:
         return len(self.packages) + len(self.pip)
-
-    def to_json(self) -> str:
-        """The installer's input for this layer; deterministic, so the step's cache key is too."""
-        data = {
-            "packages": [{"url": p.url, "md5": p.md5, "sha256": p.sha256} for p in self.packages],
-            "pip": [{"name": p.name, "url": p.url, "sha256": p.sha256} for p in self.pip],
-        }
-        return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
 def bucket(name: str, buckets: int) -> int:
@@ -131,3 +123,18 @@ def layer_groups(plan: InstallPlan) -> tuple[LayerGroup, ...]:
     if plan.pip:
         groups.append(LayerGroup(PIP, (), plan.pip))
     return tuple(groups)
+
+
+def install_plan_json(groups: Sequence[LayerGroup]) -> str:
+    """The installer's input: every group's packages, in install order; deterministic, as the step's cache key."""
+    data = {
+        "groups": [
+            {
+                "name": group.name,
+                "packages": [{"url": p.url, "md5": p.md5, "sha256": p.sha256} for p in group.packages],
+                "pip": [{"name": p.name, "url": p.url, "sha256": p.sha256} for p in group.pip],
+            }
+            for group in groups
+        ]
+    }
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"

@@ -1,15 +1,13 @@
-"""Install one layer's part of an explicit conda lock into a prefix, inside the image build, with py-rattler.
+"""Install an explicit conda lock into a prefix inside the image build, with py-rattler, and split it into layers.
 
-The build runs this once per layer group (tooling/buildpack/layers.py), each
-in its own Dockerfile step, so each group becomes one image layer; the
-packages of earlier groups are already in the prefix and are left as they are.
-
-This script runs in the environment-install step of the image build (see
-`tooling/buildpack/`), as the notebook user, with the throwaway build
-environment's Python (the lock's own `python`, plus a py-rattler wheel on
-PYTHONPATH). Nothing it runs with reaches the image: the build environment,
-this script and the install plan are bind mounts, the downloaded packages
-live in a BuildKit cache mount, and the mirror list is a BuildKit secret.
+This script runs in the environment stage of the image build (see
+`tooling/buildpack/`), as root, with the throwaway build environment's Python
+(the lock's own `python`, plus a py-rattler wheel on PYTHONPATH). Nothing it
+runs with reaches the image: the build environment, this script and the
+install plan are bind mounts, the downloaded packages live in a BuildKit
+cache mount, and the mirror list is a BuildKit secret. The image's own stage
+then copies each layer group's folder (`--layers`/NAME) in one step each, so
+each group becomes one image layer (tooling/buildpack/layers.py).
 
 What it does, in order:
 
@@ -24,22 +22,31 @@ What it does, in order:
 2. Link: py-rattler installs the verified files (no solve: exactly these
    records) into the prefix, extracting them into a package cache beside the
    prefix (so files are hard-linked, with the times their archive gives them)
-   that is deleted at the end of the step, so no package cache stays in the
-   image. Link scripts are not run (py-rattler's default).
+   that is deleted at the end, so no package cache stays in the image. Link
+   scripts are not run (py-rattler's default).
 3. Record: conda-meta gets the lock's canonical URL of every package (the
    installer read local files) and no path of the deleted package cache.
 4. pip: the lock's `# pip NAME @ URL#sha256=...` lines are installed with the
    environment's own pip, `--no-deps --require-hashes --no-index`.
-5. Fixed times: every folder this step added or changed, and every file it
-   wrote (conda-meta, entry points, files with the prefix patched in, pip's,
-   the .pyc below) gets the same time (`--fixed-time`); files linked from
-   package archives keep the archive's times. So the layer is the same bytes
-   whenever the group is, and the .pyc files packages ship stay valid.
+5. Fixed times: every file this run wrote (conda-meta, entry points, files
+   with the prefix patched in, pip's, the .pyc below) gets the same time
+   (`--fixed-time`); files linked from package archives keep the archive's
+   times. So the files are the same bytes and times whenever their package
+   is, and the .pyc files packages ship stay valid.
 6. Bytecode: py-rattler writes no .pyc for noarch packages, so the
-   environment's own Python compiles every module this step added that has
-   none (after the times are fixed: a .pyc records its source's time); a hub
-   starts a server per user, and each start would otherwise compile them.
-7. Check: conda-meta holds the group's packages.
+   environment's own Python compiles every module that has none (after the
+   times are fixed: a .pyc records its source's time); a hub starts a server
+   per user, and each start would otherwise compile them.
+7. Check: conda-meta holds every package of the plan.
+8. Layers: every file of the environment moves to its group's folder, at its
+   path in the image: what a package's conda-meta record lists (or, for a
+   pip package, its RECORD), the record itself, and the .pyc of those
+   modules go with the package; files no package lists (py-rattler's
+   CACHEDIR.TAG and conda-meta/history) go with the first group, which
+   changes least, and the summary names any others. Every folder of a group's tree
+   has the owner and mode of the folder it stands for and the fixed time,
+   and every file the owner `--owner`, so copying the tree into the image
+   makes the same layer whenever the group's packages are the same.
 
 Errors are printed as `hubship-install: error: ...` lines, which the build
 stage shows as they are; the exit status is 3 for a hash mismatch, 1 for
@@ -51,21 +58,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import csv
 import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from rattler import PrefixRecord, RepoDataRecord, install
+from rattler import RepoDataRecord, install
 from rattler.networking import AddHeadersMiddleware, Client, MirrorMiddleware
 from rattler.package_streaming import download_to_path
 from rattler.platform import Subdir
@@ -78,6 +87,10 @@ CHUNK = 1 << 20
 # How far behind time_ns() a file's time may be: the kernel stamps files from a clock that ticks
 # every few milliseconds. Package archives' own file times are far older.
 CLOCK_MARGIN_NS = 1_000_000_000
+# What py-rattler writes into every prefix besides the packages' files; they go with the first group.
+PREFIX_FILES = frozenset({"CACHEDIR.TAG", "conda-meta/history"})
+# How many of the other files no package lists the summary names.
+UNLISTED_SHOWN = 5
 
 
 class InstallError(Exception):
@@ -113,15 +126,29 @@ class PipPackage:
     sha256: str
 
 
+@dataclass(frozen=True)
+class Group:
+    """One layer's packages (tooling/buildpack/layers.py), in install order."""
+
+    name: str
+    packages: tuple[Package, ...]
+    pip: tuple[PipPackage, ...]
+
+
 def say(message: str) -> None:
     print(f"{MARK} {message}", flush=True)
 
 
-def read_plan(path: Path) -> tuple[list[Package], list[PipPackage]]:
+def read_plan(path: Path) -> list[Group]:
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    packages = [Package(entry["url"], entry["md5"], entry["sha256"]) for entry in data["packages"]]
-    pip = [PipPackage(entry["name"], entry["url"], entry["sha256"]) for entry in data["pip"]]
-    return packages, pip
+    return [
+        Group(
+            group["name"],
+            tuple(Package(entry["url"], entry["md5"], entry["sha256"]) for entry in group["packages"]),
+            tuple(PipPackage(entry["name"], entry["url"], entry["sha256"]) for entry in group["pip"]),
+        )
+        for group in data["groups"]
+    ]
 
 
 def read_mirrors(path: Path) -> dict[str, list[str]]:
@@ -240,25 +267,18 @@ async def local_records(packages: Sequence[Package], files: Sequence[Path]) -> l
     return records
 
 
-def installed_records(prefix: Path) -> list[PrefixRecord]:
-    """The packages earlier steps installed (earlier layers), in a stable order."""
-    return [PrefixRecord.from_path(meta) for meta in sorted((prefix / "conda-meta").glob("*.json"))]
-
-
 def link(records: list[RepoDataRecord], prefix: Path) -> None:
-    # The earlier layers' packages are installed and wanted: py-rattler leaves them as they are
-    # and links only this group's. The package cache is beside the prefix, on the same file system,
-    # so files are hard-linked with the times the package archive gives them; it is gone before
-    # the step's layer is made, and at a fixed path because conda-meta records it (link.source).
-    installed = installed_records(prefix)
+    # The package cache is beside the prefix, on the same file system, so files are hard-linked with
+    # the times the package archive gives them; it is gone before the layers are made, and at a fixed
+    # path because conda-meta records it (link.source).
     package_cache = package_cache_of(prefix)
     try:
         asyncio.run(
             install(
-                [*installed, *records],
+                records,
                 target_prefix=prefix,
                 cache_dir=package_cache,
-                installed_packages=installed,
+                installed_packages=[],
                 platform=Subdir("linux-64"),
                 execute_link_scripts=False,
                 show_progress=False,
@@ -272,19 +292,22 @@ def package_cache_of(prefix: Path) -> Path:
     return prefix.parent / ".hubship-package-cache"
 
 
-def meta_file(prefix: Path, package: Package) -> Path:
+def meta_path(package: Package) -> str:
     """Where py-rattler records an installed package: conda-meta/NAME-VERSION-BUILD.json, as the archive is named."""
     stem = package.file_name.removesuffix(".conda").removesuffix(".tar.bz2")
-    return prefix / "conda-meta" / f"{stem}.json"
+    return f"conda-meta/{stem}.json"
 
 
-def record_canonical_urls(prefix: Path, packages: Sequence[Package]) -> list[str]:
+def meta_file(prefix: Path, package: Package) -> Path:
+    return prefix / meta_path(package)
+
+
+def record_canonical_urls(prefix: Path, packages: Sequence[Package]) -> dict[Package, tuple[str, ...]]:
     """conda-meta says where each package comes from: the lock's URL, not the local file it was linked from.
 
-    Returns the paths the records list: every file these packages linked into the prefix. Only this
-    group's records are read: the earlier layers' are many, and stay as they are.
+    Returns, for each package, the paths its record lists (relative to the prefix): every file it linked.
     """
-    linked = []
+    linked = {}
     for package in packages:
         meta = meta_file(prefix, package)
         if not meta.exists():
@@ -295,7 +318,7 @@ def record_canonical_urls(prefix: Path, packages: Sequence[Package]) -> list[str
         partial = meta.with_name(f".{meta.name}.partial")
         partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         partial.replace(meta)
-        linked += [str(prefix / path) for path in data.get("files", [])]
+        linked[package] = tuple(data.get("files", []))
     return linked
 
 
@@ -312,6 +335,8 @@ def install_pip(prefix: Path, pip: Sequence[PipPackage]) -> None:
     python = prefix / "bin" / "python"
     if not (python.exists() and any((prefix / "conda-meta").glob("pip-*.json"))):
         raise InstallError("the lock has `# pip` lines but no conda `pip` package: add pip to environment.yml")
+    # The build runs this as root, on purpose (the layers' folders get the image's owners); pip warns of it.
+    os.environ["PIP_ROOT_USER_ACTION"] = "ignore"
     with tempfile.TemporaryDirectory(prefix="hubship-pip-") as scratch:
         requirements = Path(scratch) / "requirements.txt"
         requirements.write_text(
@@ -395,15 +420,141 @@ def size_of(paths: Sequence[str]) -> int:
     return sum(Path(path).lstat().st_size for path in paths if Path(path).is_file() and not Path(path).is_symlink())
 
 
+# --- layers ------------------------------------------------------------------------------
+
+
+def group_of_each_file(prefix: Path, groups: Sequence[Group], linked: dict[Package, tuple[str, ...]]) -> dict[str, str]:
+    """Path relative to the prefix -> the group of the package whose record lists it (or is it).
+
+    A conda package's record lists its files; a pip package's RECORD (in its .dist-info) lists its own.
+    """
+    owners = {}
+    for group in groups:
+        for package in group.packages:
+            for path in (meta_path(package), *linked.get(package, ())):
+                owners[path] = group.name
+    pip_group = next((group.name for group in groups if group.pip), None)
+    if pip_group is not None:
+        for path in pip_installed(prefix, owners):
+            owners.setdefault(path, pip_group)
+    return owners
+
+
+def pip_installed(prefix: Path, conda_files: Container[str]) -> list[str]:
+    """The files pip's RECORDs list, relative to the prefix, for the .dist-info folders no conda record lists."""
+    found = []
+    for record in sorted(prefix.glob("lib/python3*/site-packages/*.dist-info/RECORD")):
+        if str(record.relative_to(prefix)) in conda_files:
+            continue
+        site_packages = record.parent.parent
+        with record.open(newline="", encoding="utf-8") as handle:
+            for row in csv.reader(handle):
+                if row:
+                    found.append(os.path.relpath(os.path.normpath(site_packages / row[0]), prefix))
+    return found
+
+
+def compiled_from(path: str) -> str:
+    """The module a .pyc in a __pycache__ folder was compiled from (a/__pycache__/b.cpython-311.pyc: a/b.py)."""
+    folder, _, name = path.rpartition("/")
+    parent, _, cache = folder.rpartition("/")
+    if cache != "__pycache__" or not name.endswith(".pyc"):
+        return ""
+    module = name.split(".", 1)[0] + ".py"
+    return f"{parent}/{module}" if parent else module
+
+
+def environment_entries(prefix: Path) -> tuple[list[Path], list[Path]]:
+    """The folders (the prefix included) and the other paths (files, links) under the prefix."""
+    folders, others = [prefix], []
+    pending = [prefix]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(Path(entry.path))
+                    pending.append(Path(entry.path))
+                else:
+                    others.append(Path(entry.path))
+    return folders, others
+
+
+class LayerTrees:
+    """One folder per group under `root`, each a tree of the image's paths, to be copied onto `/`.
+
+    A tree's folders stand for the image's: each has the owner and mode of the folder it stands for, and
+    the fixed time (set once every file is in place: adding a file changes its folder's time).
+    """
+
+    def __init__(self, root: Path, fixed_time: int) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.fixed_time = fixed_time
+        self.made: list[Path] = []
+        self.known: set[Path] = set()
+        self.sizes: dict[str, int] = {}
+
+    def place(self, group: str, path: Path) -> None:
+        """Move `path` into `group`'s tree, at the same path."""
+        self.folder(group, path.parent)
+        size = path.lstat().st_size
+        path.rename(self.root / group / path.relative_to("/"))
+        self.sizes[group] = self.sizes.get(group, 0) + size
+
+    def folder(self, group: str, folder: Path) -> None:
+        target = self.root / group / folder.relative_to("/")
+        if target in self.known:
+            return
+        if folder != folder.parent:
+            self.folder(group, folder.parent)
+        info = folder.lstat()
+        target.mkdir()
+        os.chown(target, info.st_uid, info.st_gid)
+        target.chmod(stat.S_IMODE(info.st_mode))
+        self.known.add(target)
+        self.made.append(target)
+
+    def fix_times(self) -> None:
+        fix_times([str(folder) for folder in self.made], self.fixed_time)
+
+
+def split_into_layers(
+    prefix: Path, groups: Sequence[Group], linked: dict[Package, tuple[str, ...]], trees: LayerTrees, owner: int
+) -> list[str]:
+    """Every file of the environment into its group's tree, owned by `owner`; the files no package lists.
+
+    py-rattler's own files (PREFIX_FILES) go with the first group unnamed; any other is named.
+    """
+    owners = group_of_each_file(prefix, groups, linked)
+    first = groups[0].name
+    folders, files = environment_entries(prefix)
+    for path in (*folders, *files):
+        os.lchown(path, owner, owner)
+    unlisted = []
+    for path in files:
+        relative = str(path.relative_to(prefix))
+        group = owners.get(relative) or owners.get(compiled_from(relative))
+        if group is None:
+            group = first
+            if relative not in PREFIX_FILES:
+                unlisted.append(relative)
+        trees.place(group, path)
+    trees.fix_times()
+    return unlisted
+
+
 # --- main --------------------------------------------------------------------------------
 
 
-def install_lock(plan: Path, prefix: Path, cache: Path, mirrors: Path, fixed_time: int) -> None:
-    started = time.monotonic()
+def install_lock(
+    groups: Sequence[Group], prefix: Path, cache: Path, mirrors: Path, fixed_time: int
+) -> dict[Package, tuple[str, ...]]:
+    """Install every group's packages into the prefix; what each conda package linked."""
     # File times come from the kernel's coarse clock, which may be a tick behind time_ns().
     since_ns = time.time_ns() - CLOCK_MARGIN_NS
-    packages, pip = read_plan(plan)
-    linked: list[str] = []
+    packages = [package for group in groups for package in group.packages]
+    pip = [entry for group in groups for entry in group.pip]
+    linked: dict[Package, tuple[str, ...]] = {}
     if packages:
         say(f"fetching and verifying {len(packages)} packages (md5 and sha256 of each)")
         files = asyncio.run(fetch_all(packages, read_mirrors(mirrors), cache / "archives"))
@@ -413,43 +564,54 @@ def install_lock(plan: Path, prefix: Path, cache: Path, mirrors: Path, fixed_tim
     if pip:
         say(f"installing {len(pip)} pip packages with the environment's pip")
         install_pip(prefix, pip)
-    # The prefix's parent holds the package cache while the step runs: its time changes too.
     envs = prefix.parent
     # conda-meta lists what the packages linked; pip's files are found by their times.
-    added = sorted({*linked, *(written_since(envs, since_ns) if pip else [])})
+    listed = [str(prefix / path) for paths in linked.values() for path in paths]
+    added = sorted({*listed, *(written_since(envs, since_ns) if pip else [])})
     # Fixed times before compiling: a .pyc records its source's time.
     fix_times(written_among(added, since_ns), fixed_time)
     say("compiling bytecode")
     compile_bytecode(prefix, added)
     check_installed(prefix, packages)
-    # One walk of the whole environment per step: each costs a stat of every file in it.
-    written = written_since(envs, since_ns)
-    fix_times(written, fixed_time)
-    say(
-        f"installed {len(packages)} conda and {len(pip)} pip packages "
-        f"({size_of(sorted({*added, *written})) / 1e6:.0f} MB) in {time.monotonic() - started:.1f} s"
-    )
+    fix_times(written_since(envs, since_ns), fixed_time)
+    return linked
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Install an explicit conda lock into a prefix.")
+    parser = argparse.ArgumentParser(description="Install an explicit conda lock into a prefix, split into layers.")
     parser.add_argument("--plan", type=Path, required=True, help="the install plan (JSON) the build stage wrote")
-    parser.add_argument("--prefix", type=Path, required=True, help="the environment to create")
+    parser.add_argument("--prefix", type=Path, required=True, help="the environment to create (an empty folder)")
     parser.add_argument("--cache", type=Path, required=True, help="where verified package files are kept")
     parser.add_argument("--mirrors", type=Path, required=True, help="JSON: canonical channel URL -> mirror URL")
     parser.add_argument("--fixed-time", type=int, required=True, help="seconds since the epoch for every path")
-    parser.add_argument("--layer", required=True, help="the layer group's name (tooling/buildpack/layers.py)")
+    parser.add_argument("--layers", type=Path, required=True, help="where each layer group's tree is made")
+    parser.add_argument("--owner", type=int, required=True, help="uid and gid of the environment's files")
     args = parser.parse_args(argv)
+    started = time.monotonic()
     try:
-        say(f"layer {args.layer}")
-        install_lock(args.plan, args.prefix, args.cache, args.mirrors, args.fixed_time)
+        groups = read_plan(args.plan)
+        linked = install_lock(groups, args.prefix, args.cache, args.mirrors, args.fixed_time)
+        trees = LayerTrees(args.layers, args.fixed_time)
+        unlisted = split_into_layers(args.prefix, groups, linked, trees, args.owner)
     except InstallError as exc:
         say(f"error: {exc}")
         return exc.exit_code
     except Exception as exc:  # rattler's and the OS's errors: one line, which the build stage shows
         say(f"error: {type(exc).__name__}: {exc}".replace("\n", " / "))
         return 1
+    for line in summary(groups, trees, unlisted, time.monotonic() - started):
+        say(line)
     return 0
+
+
+def summary(groups: Sequence[Group], trees: LayerTrees, unlisted: Sequence[str], seconds: float) -> list[str]:
+    conda, pip = sum(len(group.packages) for group in groups), sum(len(group.pip) for group in groups)
+    size, layers = sum(trees.sizes.values()) / 1e6, len(trees.sizes)
+    lines = [f"installed {conda} conda and {pip} pip packages ({size:.0f} MB) in {layers} layers in {seconds:.1f} s"]
+    if unlisted:
+        named = ", ".join(sorted(unlisted)[:UNLISTED_SHOWN])
+        lines.append(f"{len(unlisted)} files no package lists are in layer {groups[0].name}, for example {named}")
+    return lines
 
 
 if __name__ == "__main__":

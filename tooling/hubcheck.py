@@ -55,6 +55,9 @@ PROGRESS_SILENCE = 20.0
 # Seconds to read the progress stream for a failed spawn's reason: a spawn that is over sends it at once.
 PROGRESS_READ_TIMEOUT = 20.0
 POLL_INTERVAL = 0.5
+# What the hub's user model says of a server it is starting, and of one it gave up on and is stopping.
+PENDING_SPAWN = "spawn"
+PENDING_STOP = "stop"
 
 
 class WorkFailed(Exception):
@@ -193,27 +196,39 @@ class _HubSpawn:
         """Poll the user's model until the server is ready; a spawn the hub gave up, or the watch's reason, fails."""
         deadline = time.monotonic() + self.settings.spawn_timeout
         while time.monotonic() < deadline:
-            user = _json(self.expect(self.request("GET", self.user_api), 200))
-            server = user.get("servers", {}).get("", {})
+            server = self.server_model()
             if server.get("ready"):
-                return dict(server)
-            if not _spawn_pending(server):
+                return server
+            pending = server.get("pending")
+            if pending == PENDING_STOP:
+                time.sleep(POLL_INTERVAL)  # the hub gave up and stops the server: its reason comes after
+                continue
+            if pending != PENDING_SPAWN:
                 raise self.spawn_failed("the hub stopped waiting for it")
             reason = self.watch() if self.watch is not None else ""
             if reason:
-                raise self.watch_failed(reason)
+                raise self.watch_failed(reason, deadline)
             time.sleep(POLL_INTERVAL)
         raise self.fail(f"the server was not ready within {self.settings.spawn_timeout:.0f} s")
 
-    def watch_failed(self, reason: str) -> CheckFailed:
+    def server_model(self) -> dict[str, Any]:
+        user = _json(self.expect(self.request("GET", self.user_api), 200))
+        return dict(user.get("servers", {}).get("", {}))
+
+    def watch_failed(self, reason: str, deadline: float) -> CheckFailed:
         """The watch's `reason`, unless the hub gave up on the spawn before the watch looked.
 
-        When the hub gives up it stops the server, and the server's end is then
-        the hub's doing: the hub's own reason says why, the watch's only what followed.
+        When the hub gives up it stops the server, and the server's end is then the hub's doing: the
+        hub's own reason says why, the watch's only what followed. The hub tells its reason once the
+        server is stopped.
         """
-        user = _json(self.expect(self.request("GET", self.user_api), 200))
-        if not _spawn_pending(user.get("servers", {}).get("", {})):
-            return self.spawn_failed(reason)
+        while time.monotonic() < deadline:
+            pending = self.server_model().get("pending")
+            if pending == PENDING_SPAWN:
+                return self.fail(reason)
+            if pending != PENDING_STOP:
+                return self.spawn_failed(reason)
+            time.sleep(POLL_INTERVAL)
         return self.fail(reason)
 
     def spawn_failed(self, fallback: str) -> CheckFailed:
@@ -410,11 +425,6 @@ def _events(lines: Iterator[str], deadline: float) -> Iterator[dict[str, Any]]:
             event = json.loads(line[len("data:") :])
             if isinstance(event, dict):
                 yield event
-
-
-def _spawn_pending(server: dict[str, Any]) -> bool:
-    """True while the hub still waits for the server to start; it says "stop" once it gave up and stops it."""
-    return server.get("pending") == "spawn"
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

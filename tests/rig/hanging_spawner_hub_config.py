@@ -3,7 +3,8 @@
 The product's configuration (HUBSHIP_RIG_PRODUCT_CONFIG) is loaded first;
 then the spawner is replaced by one whose `start` waits until the hub stops
 it, as a server that never answers does, and whose `stop` writes the file
-HUBSHIP_RIG_STOPPED_FILE, so a test knows the moment the hub gave up.
+HUBSHIP_RIG_STOPPED_FILE, so a test knows the moment the hub gave up, and
+then takes STOP_SECONDS, as stopping a container does.
 No container is involved: the hub, its proxy and its REST API are real.
 """
 
@@ -17,6 +18,7 @@ c = get_config()  # type: ignore[name-defined]  # noqa: F821  (JupyterHub's conf
 product = Path(os.environ["HUBSHIP_RIG_PRODUCT_CONFIG"])
 exec(compile(product.read_text(encoding="utf-8"), str(product), "exec"), globals())
 stopped_file = Path(os.environ["HUBSHIP_RIG_STOPPED_FILE"])
+STOP_SECONDS = 2
 
 
 class NeverStartingSpawner(Spawner):  # type: ignore[misc]  # JupyterHub is untyped
@@ -36,6 +38,7 @@ class NeverStartingSpawner(Spawner):  # type: ignore[misc]  # JupyterHub is unty
     async def stop(self, now: bool = False) -> None:
         self.stopped.set()
         stopped_file.write_text("stopped by the hub\n", encoding="utf-8")
+        await asyncio.sleep(STOP_SECONDS)
 
 
 c.JupyterHub.spawner_class = NeverStartingSpawner

@@ -43,10 +43,10 @@ What it does, in order:
    pip package, its RECORD), the record itself, and the .pyc of those
    modules go with the package; files no package lists (py-rattler's
    CACHEDIR.TAG and conda-meta/history) go with the first group, which
-   changes least, and the summary names any others. Every folder of a group's tree
-   has the owner and mode of the folder it stands for and the fixed time,
-   and every file the owner `--owner`, so copying the tree into the image
-   makes the same layer whenever the group's packages are the same.
+   changes least, and the summary names any others. Every folder of a
+   group's tree has the owner and mode of the folder it stands for and the
+   fixed time, and every file the owner `--owner`, so copying the tree into
+   the image makes the same layer whenever the group's packages are the same.
 
 Errors are printed as `hubship-install: error: ...` lines, which the build
 stage shows as they are; the exit status is 3 for a hash mismatch, 1 for
@@ -325,8 +325,8 @@ def record_canonical_urls(prefix: Path, packages: Sequence[Package]) -> dict[Pac
 # --- pip, bytecode, check ----------------------------------------------------------------
 
 
-def run(argv: Sequence[str], what: str) -> None:
-    completed = subprocess.run(list(argv), check=False)
+def run(argv: Sequence[str], what: str, env: dict[str, str] | None = None) -> None:
+    completed = subprocess.run(list(argv), check=False, env=env)
     if completed.returncode != 0:
         raise InstallError(f"{what} failed with exit code {completed.returncode} (its output is above)")
 
@@ -336,7 +336,7 @@ def install_pip(prefix: Path, pip: Sequence[PipPackage]) -> None:
     if not (python.exists() and any((prefix / "conda-meta").glob("pip-*.json"))):
         raise InstallError("the lock has `# pip` lines but no conda `pip` package: add pip to environment.yml")
     # The build runs this as root, on purpose (the layers' folders get the image's owners); pip warns of it.
-    os.environ["PIP_ROOT_USER_ACTION"] = "ignore"
+    quiet_as_root = {**os.environ, "PIP_ROOT_USER_ACTION": "ignore"}
     with tempfile.TemporaryDirectory(prefix="hubship-pip-") as scratch:
         requirements = Path(scratch) / "requirements.txt"
         requirements.write_text(
@@ -360,6 +360,7 @@ def install_pip(prefix: Path, pip: Sequence[PipPackage]) -> None:
                 str(requirements),
             ],
             "pip install of the lock's pip packages",
+            quiet_as_root,
         )
 
 

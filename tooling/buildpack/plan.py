@@ -77,7 +77,7 @@ class InstallPlan:
         return tuple(package for package in self.packages if package.name in wanted)
 
     def to_json(self) -> str:
-        """The installer's input; deterministic, so the install step's cache key is too."""
+        """What the image installs, as deterministic JSON: its sha256 is one of the image tag's inputs."""
         data = {
             "packages": [{"url": p.url, "md5": p.md5, "sha256": p.sha256} for p in self.packages],
             "pip": [{"name": p.name, "url": p.url, "sha256": p.sha256} for p in self.pip],

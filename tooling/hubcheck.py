@@ -193,43 +193,34 @@ class _HubSpawn:
         return url
 
     def wait_ready(self) -> dict[str, Any]:
-        """Poll the user's model until the server is ready; a spawn the hub gave up, or the watch's reason, fails."""
+        """Poll the user's model until the server is ready; a spawn the hub gave up, or the watch's reason, fails.
+
+        When the hub gives up it stops the server, and the server's end is then the hub's doing: the
+        hub's own reason says why (it tells it once the server is stopped), the watch's only what
+        followed. So what the watch saw counts only if the hub still waits for the server after it.
+        """
         deadline = time.monotonic() + self.settings.spawn_timeout
+        watched = ""
         while time.monotonic() < deadline:
             server = self.server_model()
             if server.get("ready"):
                 return server
             pending = server.get("pending")
             if pending == PENDING_STOP:
-                time.sleep(POLL_INTERVAL)  # the hub gave up and stops the server: its reason comes after
+                time.sleep(POLL_INTERVAL)
                 continue
             if pending != PENDING_SPAWN:
-                raise self.spawn_failed("the hub stopped waiting for it")
-            reason = self.watch() if self.watch is not None else ""
-            if reason:
-                raise self.watch_failed(reason, deadline)
-            time.sleep(POLL_INTERVAL)
-        raise self.fail(f"the server was not ready within {self.settings.spawn_timeout:.0f} s")
+                raise self.spawn_failed(watched or "the hub stopped waiting for it")
+            if watched:
+                raise self.fail(watched)
+            watched = self.watch() if self.watch is not None else ""
+            if not watched:
+                time.sleep(POLL_INTERVAL)
+        raise self.fail(watched or f"the server was not ready within {self.settings.spawn_timeout:.0f} s")
 
     def server_model(self) -> dict[str, Any]:
         user = _json(self.expect(self.request("GET", self.user_api), 200))
         return dict(user.get("servers", {}).get("", {}))
-
-    def watch_failed(self, reason: str, deadline: float) -> CheckFailed:
-        """The watch's `reason`, unless the hub gave up on the spawn before the watch looked.
-
-        When the hub gives up it stops the server, and the server's end is then the hub's doing: the
-        hub's own reason says why, the watch's only what followed. The hub tells its reason once the
-        server is stopped.
-        """
-        while time.monotonic() < deadline:
-            pending = self.server_model().get("pending")
-            if pending == PENDING_SPAWN:
-                return self.fail(reason)
-            if pending != PENDING_STOP:
-                return self.spawn_failed(reason)
-            time.sleep(POLL_INTERVAL)
-        return self.fail(reason)
 
     def spawn_failed(self, fallback: str) -> CheckFailed:
         """The hub's own reason for a failed spawn (its `failed` progress event), else `fallback`."""

@@ -62,7 +62,8 @@ from tooling.buildpack.layers import layer_groups  # noqa: E402
 from tooling.buildpack.plan import InstallPlan, read_install_plan  # noqa: E402
 from tooling.config import load_config  # noqa: E402
 from tooling.docker import Docker  # noqa: E402
-from tooling.lock import LockRequest, lock_environment  # noqa: E402
+from tooling.lock import lock_environment  # noqa: E402
+from tooling.lockrequest import LockRequest  # noqa: E402
 from tooling.push import PushRequest, PushResult, push_image  # noqa: E402
 from tooling.registry import Credentials, RegistryClient  # noqa: E402
 from tooling.state import State, TestedImage  # noqa: E402

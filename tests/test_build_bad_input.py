@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from tests.lock_fixtures import CliResult
-from tests.rig.hub_fixtures import HubCopies, RigHub
+from tests.rig.hub_fixtures import HubCopies, RigHub, copy_hub
 from tests.rig.registry import RunningRegistry
 from tooling.build import BuildResult
 from tooling.docker import Docker
+from tooling.proc import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.rig]
 
@@ -79,6 +80,24 @@ def test_stale_lock_is_refused_unless_allowed(copy_rig_hub: HubCopies, cli: Cli)
     assert "--allow-stale-lock" in message
     assert allowed.code == 0, allowed.err
     assert "WARNING: built from a stale lock (--allow-stale-lock)" in allowed.out
+
+
+def test_a_lock_that_passed_the_check_is_checked_again_once_the_spec_changes(
+    rig_hub: RigHub, cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    hub = copy_hub(rig_hub, tmp_path / "copy", f"127.0.0.1:{free_port()}")
+    # The lock is checked before Docker is asked: these builds stop there, after the check.
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no-engine.sock'}")
+    first = cli(hub, "build")
+    again = cli(hub, "-v", "build")
+    hub.spec.write_text(hub.spec.read_text() + "  - six\n")
+
+    message = one_error(cli(hub, "build"))
+
+    assert "No Docker engine answers" in first.err
+    assert "the lock passed the check with these inputs before" in again.err
+    assert "The lock is not current:" in message
+    assert "is stale" in message
 
 
 def test_failing_post_build_is_named_with_its_last_lines(copy_rig_hub: HubCopies, cli: Cli, docker_cli: Docker) -> None:

@@ -25,7 +25,8 @@ from tooling.build import build_image
 from tooling.config import load_config
 from tooling.docker import Docker
 from tooling.errors import ToolingError
-from tooling.lock import LockRequest, lock_environment
+from tooling.lock import lock_environment
+from tooling.lockrequest import LockRequest
 
 pytestmark = [pytest.mark.docker, pytest.mark.rig]
 

@@ -8,15 +8,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.lock_fixtures import PROJECT
 from tooling.build import TagInputs
-from tooling.buildpack.plan import read_install_plan
+from tooling.buildpack.plan import read_install_plan, remember_plan, remembered_plan
 from tooling.docker import Docker, LocalImage, choose_builder
 from tooling.errors import ToolingError
+from tooling.lockrequest import LockRequest
 
 EXPLICIT = PROJECT / "environments" / "conda-linux-64.lock"
 FULL = PROJECT / "environments" / "conda-lock.yml"
@@ -45,6 +47,54 @@ def test_install_plan_refuses_lock_files_that_disagree(tmp_path: Path) -> None:
 
     assert "lists 1 package(s) that" in raised.value.message
     assert "python-3" in raised.value.message
+
+
+def copied_lock_request(folder: Path) -> LockRequest:
+    """A lock request for a copy of this repository's spec and lock files."""
+    shutil.copytree(PROJECT / "environments", folder)
+    return LockRequest(
+        spec_files=(folder / "environment.yml",),
+        lock_dir=folder,
+        platforms=("linux-64",),
+        virtual_packages={"linux-64": {"__glibc": "2.35"}},
+    )
+
+
+def test_a_remembered_plan_is_the_plan_read_from_the_lock(tmp_path: Path) -> None:
+    request = copied_lock_request(tmp_path / "environments")
+    plan = read_install_plan(request.explicit_file("linux-64"), request.lock_file)
+    remember_plan(tmp_path / "cache", request, plan)
+
+    assert remembered_plan(tmp_path / "cache", request) == plan
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda request: request.spec_files[0].write_text(request.spec_files[0].read_text() + "  - six\n"),
+        lambda request: request.lock_file.write_text(request.lock_file.read_text().replace("md5: ", "md5: 0", 1)),
+        lambda request: request.explicit_file("linux-64").unlink(),
+    ],
+    ids=["spec edited", "lock edited", "explicit lock deleted"],
+)
+def test_no_plan_is_remembered_once_a_file_the_check_reads_changed(
+    edit: Callable[[LockRequest], object], tmp_path: Path
+) -> None:
+    request = copied_lock_request(tmp_path / "environments")
+    remember_plan(tmp_path / "cache", request, read_install_plan(request.explicit_file("linux-64"), request.lock_file))
+
+    edit(request)
+
+    assert remembered_plan(tmp_path / "cache", request) is None
+
+
+def test_a_damaged_remembered_plan_is_ignored(tmp_path: Path) -> None:
+    request = copied_lock_request(tmp_path / "environments")
+    remember_plan(tmp_path / "cache", request, read_install_plan(request.explicit_file("linux-64"), request.lock_file))
+    (kept,) = (path for path in (tmp_path / "cache").rglob("*") if path.is_file())
+    kept.write_text('{"packages": [')
+
+    assert remembered_plan(tmp_path / "cache", request) is None
 
 
 def staged_copy(target: Path) -> Path:

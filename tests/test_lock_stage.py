@@ -16,12 +16,13 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conda_lock.lockfile import parse_conda_lock_file
+from conda_lock.lockfile import parse_conda_lock_file, write_conda_lock_file
 from conda_lock.lockfile.v1 import models as v1_models
 
 from tests.lock_fixtures import PANGEO, PANGEO_SPECS, PROJECT, CliResult, Hub, hub_toml_with, loopback_server
-from tooling.lock import LockRequest, content_hashes, parse_spec_files, virtual_package_repo
-from tooling.lockfile import read_lock
+from tooling.lock import content_hashes, parse_spec_files, virtual_package_repo
+from tooling.lockfile import read_lock, render_conda_lock_yml
+from tooling.lockrequest import LockRequest
 
 CANONICAL = "https://conda.anaconda.org/conda-forge/"
 Cli = Callable[..., CliResult]
@@ -134,6 +135,19 @@ def test_committed_lock_reads_the_same_with_conda_locks_reader() -> None:
     ours = read_lock(PROJECT / "environments" / "conda-lock.yml")
     theirs = parse_conda_lock_file(PROJECT / "environments" / "conda-lock.yml")
     assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    "lock_file",
+    [PANGEO / "pangeo-notebook.conda-lock.yml", PROJECT / "environments" / "conda-lock.yml"],
+    ids=["pangeo, three platforms", "this hub"],
+)
+def test_lock_renders_as_conda_locks_own_writer_writes_it(lock_file: Path, tmp_path: Path) -> None:
+    lock = read_lock(lock_file)
+    theirs = tmp_path / "conda-lock.yml"
+    write_conda_lock_file(lock.model_copy(deep=True), theirs, metadata_choices=None)
+
+    assert render_conda_lock_yml(lock) == theirs.read_text(encoding="utf-8")
 
 
 def test_relock_after_a_spec_change_reports_why(

@@ -9,7 +9,8 @@ much as one at the top of a module.
 - Every other module under tooling/ is a stage, or part of one's family (a
   package, or a module listed in FAMILIES). A stage imports the ground floor
   and its own family only; the one exception is the build's gate on the lock
-  (`tooling.lock`'s check).
+  (`tooling.lock`'s check, and the request and verdict it names from
+  `tooling.lockrequest`).
 - `tooling.cli` is the face: it may import anything, and nothing imports it.
 """
 
@@ -54,12 +55,13 @@ FACE = ("tooling.cli", "tooling.__main__")
 # Modules that belong to a stage without being inside its package.
 FAMILIES = {
     "tooling.solve": "lock",
+    "tooling.lockrequest": "lock",  # what the stage reads and its check says, without conda-lock's import
     "tooling.lockdiff": "lock",  # the lock stage's change report; `lock-diff` shows it for any two locks
     "tooling.buildpack": "build",
     "tooling.r2d_engine": "build",
 }
 # (importing stage, imported module): the build refuses a stale lock with the lock stage's own check.
-ALLOWED_CROSSINGS = frozenset({("build", "tooling.lock")})
+ALLOWED_CROSSINGS = frozenset({("build", "tooling.lock"), ("build", "tooling.lockrequest")})
 
 
 def module_name(path: Path) -> str:

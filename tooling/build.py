@@ -6,6 +6,9 @@
    The explicit lock and conda-lock.yml become the install plan (see
    `tooling.buildpack.plan`): every package with its md5 and sha256. The
    check hands over conda-lock.yml as it read it: the lock is parsed once.
+   The plan of a lock that passed is kept under the cache: a build whose
+   lock files, spec files and hub.toml settings did not change since needs
+   neither the check nor the plan's reading again.
 2. `image/` (hub.toml [image] context) is copied into a staging folder: the
    build and the tag see the same snapshot, whatever is edited meanwhile.
 3. The Docker engine must answer. The base image must be in the engine; if
@@ -69,14 +72,20 @@ from tooling.buildpack import (
 )
 from tooling.buildpack.bootstrap import NO_SPACE, ensure_bootstrap
 from tooling.buildpack.layers import layer_groups
-from tooling.buildpack.plan import RATTLER_DISTRIBUTION, InstallPlan, read_install_plan
+from tooling.buildpack.plan import (
+    RATTLER_DISTRIBUTION,
+    InstallPlan,
+    read_install_plan,
+    remember_plan,
+    remembered_plan,
+)
 from tooling.channels import BUILD_MIRROR_SCHEMES, mirror_prefixes, register_url_secrets
 from tooling.config import HubConfig
 from tooling.docker import Docker, HistoryEntry, LocalImage
 from tooling.errors import CommandFailed, CommandTimedOut, ConfigError, ProgramNotFound, ToolingError
 from tooling.files import cache_folder, sha256_file, write_atomic
 from tooling.images import IMAGE_PLATFORM, repository, split_reference
-from tooling.lock import LockCheck, LockRequest, check_lock
+from tooling.lockrequest import LockCheck, LockRequest
 from tooling.log import Step, logger, step
 from tooling.proc import run
 from tooling.registry import (
@@ -258,9 +267,7 @@ def build_image(request: BuildRequest) -> BuildResult:
         register_url_secrets(url)
     phases = _Phases()
     with phases("check the lock"):
-        verdict = _require_current_lock(request)
-        stale = "" if verdict.current else verdict.reason
-        plan = read_install_plan(request.explicit_lock, request.lock_request.lock_file, lock=verdict.lock)
+        plan, stale = _checked_plan(request)
         lock_sha256 = sha256_file(request.explicit_lock)
         mirrors = mirror_prefixes(request.mirrors)
     docker = Docker(request.docker_cli)
@@ -385,8 +392,23 @@ class _Phases:
 # --- the lock ----------------------------------------------------------------------------------
 
 
+def _checked_plan(request: BuildRequest) -> tuple[InstallPlan, str]:
+    """The install plan of a current lock, and ''; or of a stale one and why, when --allow-stale-lock lets it in."""
+    remembered = remembered_plan(request.cache_dir, request.lock_request)
+    if remembered is not None:
+        return remembered, ""
+    verdict = _require_current_lock(request)
+    plan = read_install_plan(request.explicit_lock, request.lock_request.lock_file, lock=verdict.lock)
+    if not verdict.current:
+        return plan, verdict.reason
+    remember_plan(request.cache_dir, request.lock_request, plan)
+    return plan, ""
+
+
 def _require_current_lock(request: BuildRequest) -> LockCheck:
     """The lock's verdict when it is current, or stale and --allow-stale-lock lets the build go on; else an error."""
+    from tooling.lock import check_lock  # noqa: PLC0415 (conda-lock's import: only when the check runs)
+
     verdict = check_lock(request.lock_request)
     if verdict.current:
         return verdict

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pydantic
@@ -40,18 +40,16 @@ from conda_lock.src_parser import make_lock_spec
 from conda_lock.virtual_package import FakeRepoData, virtual_package_repo_from_specification
 
 from tooling.channels import channel_sources, check_channels
-from tooling.config import Engine, HubConfig
+from tooling.config import Engine
 from tooling.errors import ConfigError, ToolingError
 from tooling.files import shown, write_atomic_together
 from tooling.lockdiff import LockReport, diff_locks
 from tooling.lockfile import (
     CHECKSUM_KEY,
-    LOCK_NAME,
     RELOCK,
     SPECS_KEY,
     LockFileError,
     encode_specs,
-    explicit_name,
     known_rendering,
     packages_checksum,
     parse_lock,
@@ -61,6 +59,7 @@ from tooling.lockfile import (
     render_conda_lock_yml,
     render_explicit,
 )
+from tooling.lockrequest import LockCheck, LockRequest
 from tooling.log import logger, step
 from tooling.solve import (
     SolveJob,
@@ -77,64 +76,6 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
-class LockRequest:
-    """Everything the lock stage reads: the spec files, where the lock goes, and how to solve."""
-
-    spec_files: tuple[Path, ...]
-    lock_dir: Path
-    platforms: tuple[str, ...]
-    virtual_packages: Mapping[str, Mapping[str, str]]
-    channel_overrides: tuple[str, ...] = ()
-    mirrors: Mapping[str, str] = field(default_factory=dict)
-    require_singleuser: bool = True
-    engine: Engine = "rattler"
-    update: tuple[str, ...] = ()
-    conda_exe: str | None = None
-    pypi_mapping: str = DEFAULT_MAPPING_URL
-
-    @classmethod
-    def from_config(
-        cls,
-        config: HubConfig,
-        *,
-        spec_files: Sequence[Path] = (),
-        mirrors: Mapping[str, str] | None = None,
-        engine: Engine = "rattler",
-        update: Sequence[str] = (),
-        conda_exe: str | None = None,
-        pypi_mapping: str | None = None,
-    ) -> LockRequest:
-        """hub.toml's [environment] and [mirrors]; `mirrors` given here win over hub.toml's for the same channel."""
-        environment = config.environment
-        missing = [p for p in environment.platforms if p not in environment.virtual_packages]
-        if missing:
-            raise ConfigError(
-                f"{config.path}: [environment.virtual_packages.{missing[0]}] is missing; "
-                "each locked platform needs its virtual packages (__glibc, __linux, ...)."
-            )
-        return cls(
-            spec_files=tuple(spec_files) or (config.file(environment.spec),),
-            lock_dir=config.file(environment.lock_dir),
-            platforms=tuple(environment.platforms),
-            virtual_packages={p: dict(environment.virtual_packages[p]) for p in environment.platforms},
-            channel_overrides=tuple(environment.channels),
-            mirrors={**config.mirrors, **(mirrors or {})},
-            require_singleuser=environment.require_singleuser,
-            engine=engine,
-            update=tuple(update),
-            conda_exe=conda_exe,
-            pypi_mapping=pypi_mapping or DEFAULT_MAPPING_URL,
-        )
-
-    @property
-    def lock_file(self) -> Path:
-        return self.lock_dir / LOCK_NAME
-
-    def explicit_file(self, platform: str) -> Path:
-        return self.lock_dir / explicit_name(platform)
-
-
-@dataclass(frozen=True)
 class LockResult:
     lock_file: Path
     explicit_files: tuple[Path, ...]
@@ -146,13 +87,6 @@ class LockResult:
     written: bool  # False when the new lock is the same as the previous one
 
 
-@dataclass(frozen=True)
-class LockCheck:
-    current: bool
-    reason: str  # one line
-    lock: Lockfile | None = None  # the lock as read, when current: the build installs it without reading it again
-
-
 # --- reading the spec ----------------------------------------------------------------
 
 
@@ -162,10 +96,15 @@ def read_spec(request: LockRequest) -> LockSpecification:
         request.spec_files,
         platforms=request.platforms,
         channel_overrides=request.channel_overrides,
-        mapping_url=request.pypi_mapping,
+        mapping_url=_mapping_url(request),
     )
     _refuse_unpinned_pip(request.spec_files, spec)
     return spec
+
+
+def _mapping_url(request: LockRequest) -> str:
+    """The PyPI-to-conda name mapping the request names, or conda-lock's own."""
+    return request.pypi_mapping or DEFAULT_MAPPING_URL
 
 
 def parse_spec_files(
@@ -296,7 +235,7 @@ def lock_environment(request: LockRequest) -> LockResult:
         virtual_spec_yaml=repo_yaml,
         previous=previous,
         update=request.update,
-        mapping_url=request.pypi_mapping,
+        mapping_url=_mapping_url(request),
         conda_exe=request.conda_exe,
     )
     solution = solve_with_rattler(job) if request.engine == "rattler" else solve_with_conda_lock(job)

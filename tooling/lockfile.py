@@ -17,20 +17,27 @@ import hashlib
 import importlib.metadata
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any
+from types import ModuleType, SimpleNamespace
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pydantic
 import yaml
-from conda_lock.lockfile.v1.models import Lockfile as LockfileV1
-from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta, lockfile_v1_to_v2
 
 from tooling.errors import ToolingError
 from tooling.files import cache_folder
 from tooling.log import logger
 from tooling.yamlfiles import load_yaml, read_text
+
+# conda-lock's models are imported where a lock is read or made: importing any module of conda-lock
+# imports its whole command line and solvers first (half a second), which a command that only names
+# the lock files (a build whose lock check is remembered) should not pay.
+if TYPE_CHECKING:
+    from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
 
 LOCK_NAME = "conda-lock.yml"
 # What every lock problem tells a person to do.
@@ -84,6 +91,9 @@ def is_explicit_lock(text: str) -> bool:
 
 
 def _conda_lock_model(path: Path, text: str) -> Lockfile:
+    from conda_lock.lockfile.v1.models import Lockfile as LockfileV1  # noqa: PLC0415 (see the imports)
+    from conda_lock.lockfile.v2prelim.models import Lockfile, lockfile_v1_to_v2  # noqa: PLC0415
+
     # conda-lock's own reader uses PyYAML's pure-Python loader, four times slower
     # than the C loader load_yaml uses on a large lock; the models and their validation are conda-lock's.
     try:
@@ -120,6 +130,8 @@ def _describe_validation(data: dict[str, Any], exc: pydantic.ValidationError) ->
 
 
 def _explicit_lock_model(path: Path, text: str) -> Lockfile:
+    from conda_lock.lockfile.v2prelim.models import Lockfile, LockMeta  # noqa: PLC0415 (see the imports)
+
     platform = ""
     input_hash = ""
     packages: list[LockedDependency] = []
@@ -140,6 +152,8 @@ def _explicit_lock_model(path: Path, text: str) -> Lockfile:
 
 
 def _explicit_conda_entry(path: Path, number: int, line: str, platform: str) -> LockedDependency:
+    from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency  # noqa: PLC0415 (see the imports)
+
     url, _, md5 = line.partition("#")
     name, version, build = split_package_file_name(file_name(url))
     if not name or not md5:
@@ -157,6 +171,8 @@ def _explicit_conda_entry(path: Path, number: int, line: str, platform: str) -> 
 
 
 def _explicit_pip_entry(path: Path, number: int, requirement: str, platform: str) -> LockedDependency:
+    from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency  # noqa: PLC0415 (see the imports)
+
     name, _, rest = requirement.partition(" @ ")
     url, _, fragment = rest.partition("#sha256=")
     if not name or not url:
@@ -236,15 +252,35 @@ def packages_checksum(lock: Lockfile) -> str:
 
 
 def render_conda_lock_yml(lock: Lockfile) -> str:
-    """conda-lock.yml's text, from conda-lock's own writer."""
-    from conda_lock.lockfile import write_conda_lock_file  # noqa: PLC0415 (costly import, only when writing)
-
+    """conda-lock.yml's text, from conda-lock's own writer (emitted by PyYAML's C emitter where PyYAML has it)."""
     # conda-lock's writer writes to a path; render into a scratch file named as the real one
     # (its help header names the file), then hand the text to the caller to write atomically.
-    with tempfile.TemporaryDirectory(prefix="hubship-lock-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="hubship-lock-") as tmp, _conda_lock_writer() as writer:
         path = Path(tmp) / LOCK_NAME
-        write_conda_lock_file(lock.model_copy(deep=True), path, metadata_choices=None)
+        writer.write_conda_lock_file(lock.model_copy(deep=True), path, metadata_choices=None)
         return path.read_text(encoding="utf-8")
+
+
+@contextmanager
+def _conda_lock_writer() -> Iterator[ModuleType]:
+    """conda-lock's writer module, whose `yaml.dump` emits with PyYAML's C emitter for the block.
+
+    The writer calls `yaml.dump`, PyYAML's pure-Python emitter, which takes 0.35 s of a pangeo-size
+    relock's 2 s; its C twin writes the same text (a test compares the two on pangeo's lock and this
+    hub's) in a third of that. The writer takes no emitter argument, so for the block its module's
+    `yaml` name is a namespace whose `dump` uses the C emitter. Nothing renders on two threads.
+    """
+    from conda_lock import lockfile as writer  # noqa: PLC0415 (costly import, only when writing)
+
+    if not yaml.__with_libyaml__:
+        yield writer
+        return
+    original = writer.yaml
+    writer.yaml = SimpleNamespace(dump=partial(yaml.dump, Dumper=yaml.CDumper))
+    try:
+        yield writer
+    finally:
+        writer.yaml = original
 
 
 # Rendering a large conda-lock.yml takes PyYAML's pure-Python emitter a fifth of a second, and the lock

@@ -40,7 +40,8 @@ from tooling.build import BuildRequest, BuildResult, build_image
 from tooling.config import load_config
 from tooling.docker import ContainerSpec, Docker
 from tooling.errors import CommandFailed, ToolingError
-from tooling.lock import LockRequest, lock_environment
+from tooling.lock import lock_environment
+from tooling.lockrequest import LockRequest
 from tooling.proc import free_port, run
 
 RIG_HUB_NAME = "rig-hub/user-image"

@@ -5,24 +5,40 @@
 2. The two must agree package by package, each package must have both hashes,
    and the lock must hold a python the installer's py-rattler runs on.
 3. `InstallPlan.to_json` is the installer's input inside the build.
+4. `remembered_plan` and `remember_plan` keep the plan of a lock that passed
+   the lock check, under the cache, named by a digest of everything the
+   check and the plan read: a build whose inputs did not change needs
+   neither again, nor conda-lock, whose import alone costs such a build
+   more than all the rest of it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from tooling.errors import ToolingError
+from tooling.files import write_atomic
 from tooling.images import IMAGE_PLATFORM
 from tooling.lockfile import RELOCK, LockFileError, file_name, read_lock, split_package_file_name
+from tooling.lockrequest import LockRequest
+from tooling.log import logger
+
+if TYPE_CHECKING:
+    from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
 
 RATTLER_DISTRIBUTION = "py-rattler"
+CHECKED_PLANS_FOLDER = "checked-install-plans"
+# Besides the files, what decides the check's verdict and the plan: the toolkit's own code and these.
+CHECK_DISTRIBUTIONS = ("conda-lock", "pydantic", "PyYAML", RATTLER_DISTRIBUTION)
+TOOLKIT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,19 @@ class InstallPlan:
             "pip": [{"name": p.name, "url": p.url, "sha256": p.sha256} for p in self.pip],
         }
         return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+    def to_cache_json(self) -> str:
+        """The whole plan as JSON, as `from_cache_json` reads it back."""
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def from_cache_json(cls, text: str) -> InstallPlan:
+        data = json.loads(text)
+        return cls(
+            explicit_file=Path(data["explicit_file"]),
+            packages=tuple(CondaPackage(**{**p, "depends": tuple(p["depends"])}) for p in data["packages"]),
+            pip=tuple(PipPackage(**p) for p in data["pip"]),
+        )
 
 
 def read_install_plan(explicit_file: Path, lock_file: Path, *, lock: Lockfile | None = None) -> InstallPlan:
@@ -166,3 +195,41 @@ def _require_python(plan: InstallPlan) -> None:
             f"{plan.explicit_file}: the lock has `# pip` lines but no conda `pip` package to install them with: "
             "add pip to environment.yml and relock."
         )
+
+
+# --- plans of locks that passed the check ---------------------------------------------------
+
+
+def remembered_plan(cache_dir: Path, request: LockRequest) -> InstallPlan | None:
+    """The plan kept when the lock passed the check with exactly these inputs; None when there is none."""
+    path = _plan_memo(cache_dir, request)
+    try:
+        plan = InstallPlan.from_cache_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # damaged: check the lock again
+        logger.debug("ignoring %s: %s", path, exc)
+        return None
+    logger.debug("the lock passed the check with these inputs before (%s)", path)
+    return plan
+
+
+def remember_plan(cache_dir: Path, request: LockRequest, plan: InstallPlan) -> None:
+    """Keep the plan of a lock that passed the check, for builds with the same inputs."""
+    path = _plan_memo(cache_dir, request)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, plan.to_cache_json())
+    except OSError as exc:  # a full or read-only cache costs the next build a check, nothing else
+        logger.debug("could not keep %s: %s", path, exc)
+
+
+def _plan_memo(cache_dir: Path, request: LockRequest) -> Path:
+    digest = hashlib.sha256(repr(request).encode())
+    for name in CHECK_DISTRIBUTIONS:
+        digest.update(f"\n{name} {importlib.metadata.version(name)}".encode())
+    for source in sorted(TOOLKIT.rglob("*.py")):
+        digest.update(f"\n{source.relative_to(TOOLKIT)}\n".encode() + source.read_bytes())
+    for path in request.checked_files():
+        digest.update(f"\n{path}\n".encode() + (path.read_bytes() if path.is_file() else b"(missing)"))
+    return cache_dir / CHECKED_PLANS_FOLDER / digest.hexdigest()

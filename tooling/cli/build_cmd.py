@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "conda-linux-64.lock, image/, the base image, the channels (or their mirrors) during the build",
         writes="the image to the local Docker engine, .hubship/state.json (the built image), "
         ".hubship/reports/build.md, .hubship/logs/build.log and build.Dockerfile, "
-        "$XDG_CACHE_HOME/hubship (the throwaway build environment, and the lock check's note of a lock that passed)",
+        "$XDG_CACHE_HOME/hubship (the throwaway build environment; the install plan of a lock that passed the "
+        "lock check, so a build with the same lock, spec and settings skips the check)",
         example="python -m tooling build --mirror conda-forge=https://conda-mirror.example.org/conda-forge",
     )
     parser.add_argument("--force", action="store_true", help="build even if an image with the tag already exists")

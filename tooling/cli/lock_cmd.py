@@ -15,7 +15,8 @@ from tooling.files import shown
 from tooling.state import reports_dir
 
 if TYPE_CHECKING:
-    from tooling.lock import LockRequest, LockResult
+    from tooling.lock import LockResult
+    from tooling.lockrequest import LockRequest
 
 REPORT_NAME = "lock.md"
 
@@ -81,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def request_from(args: argparse.Namespace, config: HubConfig) -> LockRequest:
-    from tooling.lock import LockRequest
+    from tooling.lockrequest import LockRequest
 
     return LockRequest.from_config(
         config,

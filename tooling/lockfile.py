@@ -263,12 +263,10 @@ def render_conda_lock_yml(lock: Lockfile) -> str:
 
 @contextmanager
 def _conda_lock_writer() -> Iterator[ModuleType]:
-    """conda-lock's writer module, whose `yaml.dump` emits with PyYAML's C emitter for the block.
+    """conda-lock's writer module, whose `yaml.dump` uses PyYAML's C emitter for the block.
 
-    The writer calls `yaml.dump`, PyYAML's pure-Python emitter, which takes 0.35 s of a pangeo-size
-    relock's 2 s; its C twin writes the same text (a test compares the two on pangeo's lock and this
-    hub's) in a third of that. The writer takes no emitter argument, so for the block its module's
-    `yaml` name is a namespace whose `dump` uses the C emitter. Nothing renders on two threads.
+    Same text in a third of the time (docs/design.md, tooling/lockfile.py). The name is the module's,
+    for every thread: nothing renders a lock on two threads.
     """
     from conda_lock import lockfile as writer  # noqa: PLC0415 (costly import, only when writing)
 

@@ -184,6 +184,18 @@ def test_locking_again_without_changes_keeps_the_files(make_hub: Callable[..., H
     assert {path: path.stat().st_mtime_ns for path in (hub.lock, hub.explicit)} == stamps
 
 
+def test_locking_again_rewrites_a_hand_edited_comment_of_the_same_lock(make_hub: Callable[..., Hub], cli: Cli) -> None:
+    hub = make_hub()
+    assert cli(hub, "lock").code == 0
+    written = hub.lock.read_text()
+    hub.lock.write_text(written.replace("# This lock file was generated", "# This lock file was once generated", 1))
+
+    again = cli(hub, "lock")
+
+    assert again.code == 0, again.err
+    assert hub.lock.read_text() == written
+
+
 def test_update_relocks_only_the_named_package(make_hub: Callable[..., Hub], cli: Cli) -> None:
     spec = PROJECT.joinpath("environments", "environment.yml").read_text()
     hub = make_hub(spec=spec.replace("  - numpy\n", "  - numpy<2\n").replace("  - pandas\n", "  - pandas<2.2\n"))

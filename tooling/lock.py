@@ -53,7 +53,6 @@ from tooling.lockfile import (
     known_rendering,
     packages_checksum,
     parse_lock,
-    read_lock,
     read_lock_text,
     remember_rendering,
     render_conda_lock_yml,
@@ -222,7 +221,7 @@ def lock_environment(request: LockRequest) -> LockResult:
     started = time.monotonic()
     spec = read_spec(request)
     repo, repo_yaml = virtual_package_repo(request)
-    previous = _previous_lock(request)
+    previous_text, previous = _previous_lock(request)
     sources = channel_sources(spec.channels, request.mirrors)
     if request.update:
         _check_update(request, previous, spec)
@@ -242,7 +241,7 @@ def lock_environment(request: LockRequest) -> LockResult:
     lock = build_lockfile(request, spec, repo, solution.packages)
     _require_singleuser(request, lock)
     with step("Writing the lock files"):
-        rendered = render_lock_files(request, lock)
+        rendered = render_lock_files(request, lock, previous_text, previous)
         report = diff_locks(
             previous,
             lock,
@@ -273,16 +272,18 @@ def describe_counts(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{n} packages for {platform}" for platform, n in counts.items())
 
 
-def _previous_lock(request: LockRequest) -> Lockfile | None:
+def _previous_lock(request: LockRequest) -> tuple[str, Lockfile | None]:
+    """conda-lock.yml's text and lock as they are before this run; ('', None) when it is missing or unreadable."""
     if not request.lock_file.exists():
-        return None
+        return "", None
     try:
-        return read_lock(request.lock_file)
+        text = read_lock_text(request.lock_file)
+        return text, parse_lock(text, request.lock_file)
     except LockFileError as exc:
         if request.update:
             raise ToolingError(f"--update needs the previous lock, and it is unreadable: {exc.message}") from None
         logger.warning("The previous lock is unreadable (%s); the report treats this as a first lock.", exc.message)
-        return None
+        return "", None
 
 
 def _check_update(request: LockRequest, previous: Lockfile | None, spec: LockSpecification) -> None:
@@ -341,12 +342,27 @@ def _singleuser_missing(request: LockRequest, lock: Lockfile) -> str:
     return ""
 
 
-def render_lock_files(request: LockRequest, lock: Lockfile) -> dict[Path, str]:
+def render_lock_files(
+    request: LockRequest, lock: Lockfile, previous_text: str = "", previous: Lockfile | None = None
+) -> dict[Path, str]:
     """conda-lock.yml (conda-lock's writer) and each conda-<platform>.lock (conda-lock's explicit renderer)."""
-    files = {request.lock_file: render_conda_lock_yml(lock)}
+    files = {request.lock_file: _conda_lock_yml(lock, previous_text, previous)}
     for platform in request.platforms:
         files[request.explicit_file(platform)] = render_explicit(lock, platform)
     return files
+
+
+def _conda_lock_yml(lock: Lockfile, previous_text: str, previous: Lockfile | None) -> str:
+    """conda-lock.yml's text for `lock`: the previous text when that is the writer's text of the same lock."""
+    # Rendering is a tenth of a relock. A text known to be the writer's rendering of its lock (the check or
+    # this stage found it so, and its package checksum was right) whose metadata is this lock's (the
+    # content hashes, channels, sources, specs, and the checksum of every package entry) is what
+    # rendering this lock gives: the writer sorts the packages, so their order does not matter.
+    if previous is not None and previous.metadata == lock.metadata and known_rendering(previous_text):
+        return previous_text
+    text = render_conda_lock_yml(lock)
+    remember_rendering(text)
+    return text
 
 
 def write_lock_files(files: Mapping[Path, str]) -> bool:

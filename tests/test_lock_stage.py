@@ -21,7 +21,14 @@ from conda_lock.lockfile.v1 import models as v1_models
 
 from tests.lock_fixtures import PANGEO, PANGEO_SPECS, PROJECT, CliResult, Hub, hub_toml_with, loopback_server
 from tooling.lock import content_hashes, parse_spec_files, virtual_package_repo
-from tooling.lockfile import read_lock, render_conda_lock_yml
+from tooling.lockfile import (
+    KEPT_RENDERINGS,
+    RENDERINGS_FOLDER,
+    read_lock,
+    remember_rendering,
+    render_conda_lock_yml,
+    rendered_data,
+)
 from tooling.lockrequest import LockRequest
 
 CANONICAL = "https://conda.anaconda.org/conda-forge/"
@@ -147,7 +154,60 @@ def test_lock_renders_as_conda_locks_own_writer_writes_it(lock_file: Path, tmp_p
     theirs = tmp_path / "conda-lock.yml"
     write_conda_lock_file(lock.model_copy(deep=True), theirs, metadata_choices=None)
 
-    assert render_conda_lock_yml(lock) == theirs.read_text(encoding="utf-8")
+    rendering = render_conda_lock_yml(lock)
+
+    assert rendering.text == theirs.read_text(encoding="utf-8")
+    assert rendering.data == yaml.safe_load(rendering.text)  # what the next read takes instead of the YAML
+
+
+def test_a_lock_read_from_its_kept_data_is_the_lock_its_yaml_holds(
+    make_hub: Callable[..., Hub], cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    hub = make_hub()
+    assert cli(hub, "lock").code == 0
+    text = hub.lock.read_text(encoding="utf-8")
+    kept = rendered_data(text)
+    assert kept is not None
+    from_kept = read_lock(hub.lock)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    from_yaml = read_lock(hub.lock)
+
+    assert from_kept == from_yaml
+    assert kept == yaml.safe_load(text)
+
+
+def test_damaged_kept_data_is_read_again_from_the_yaml(
+    make_hub: Callable[..., Hub], cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    hub = make_hub()
+    assert cli(hub, "lock").code == 0
+    (kept,) = (cache / "hubship" / RENDERINGS_FOLDER).iterdir()
+    kept.write_text('{"package": [')
+
+    checked = cli(hub, "lock", "--check")
+
+    assert checked.code == 0, checked.err
+    assert rendered_data(hub.lock.read_text(encoding="utf-8")) == yaml.safe_load(hub.lock.read_text(encoding="utf-8"))
+
+
+def test_only_the_newest_kept_renderings_stay(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = tmp_path / "hubship" / RENDERINGS_FOLDER
+    seen: set[Path] = set()
+    for number in range(KEPT_RENDERINGS + 2):
+        remember_rendering(f"lock {number}\n", {"number": number})
+        (new,) = set(folder.iterdir()) - seen
+        os.utime(new, (1_000_000 + number, 1_000_000 + number))  # the file clock is too coarse to order them
+        seen.add(new)
+
+    assert len(list(folder.iterdir())) == KEPT_RENDERINGS
+    assert rendered_data("lock 0\n") is None
+    assert rendered_data("lock 1\n") is None
+    assert rendered_data("lock 2\n") == {"number": 2}
+    assert rendered_data(f"lock {KEPT_RENDERINGS + 1}\n") == {"number": KEPT_RENDERINGS + 1}
 
 
 def test_relock_after_a_spec_change_reports_why(

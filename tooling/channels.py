@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import base64
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,8 @@ from tooling.errors import ConfigError, ToolingError
 from tooling.log import logger, register_secret
 
 if TYPE_CHECKING:
+    import urllib.request
+
     from conda_lock.models.channel import Channel
 
 CANONICAL_CHANNEL_HOST = "https://conda.anaconda.org"
@@ -133,6 +133,10 @@ def check_channels(sources: Sequence[ChannelSource], platforms: Sequence[str]) -
 
 
 def _probe_subdir(source: ChannelSource, subdir: str) -> None:
+    # Imported here: only the lock stage probes, and every command imports this module through hub.toml's model.
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
     url = f"{source.read_from}/{subdir}/repodata.json"
     if url.startswith("file://"):
         if not Path(urllib.request.url2pathname(url.removeprefix("file://"))).is_file():
@@ -158,6 +162,8 @@ def _probe_subdir(source: ChannelSource, subdir: str) -> None:
 
 def _head_request(url: str) -> urllib.request.Request:
     """HEAD of `url`; USER:PASSWORD@ in it goes in a Basic Authorization header, as the solver sends it."""
+    import urllib.request  # noqa: PLC0415 (see _probe_subdir)
+
     parts = urlsplit(url)
     if parts.username is None:
         return urllib.request.Request(url, method="HEAD")  # noqa: S310 (http(s) only: file:// is handled above)

@@ -360,9 +360,9 @@ def _conda_lock_yml(lock: Lockfile, previous_text: str, previous: Lockfile | Non
     # rendering this lock gives: the writer sorts the packages, so their order does not matter.
     if previous is not None and previous.metadata == lock.metadata and known_rendering(previous_text):
         return previous_text
-    text = render_conda_lock_yml(lock)
-    remember_rendering(text)
-    return text
+    rendering = render_conda_lock_yml(lock)
+    remember_rendering(rendering.text, rendering.data)
+    return rendering.text
 
 
 def write_lock_files(files: Mapping[Path, str]) -> bool:
@@ -433,15 +433,16 @@ def _edited_by_hand(path: Path, text: str, lock: Lockfile) -> str:
         return f"{path}: package entries were edited by hand (their checksum changed); {RELOCK}"
     if known_rendering(text):
         return ""
-    problem = _differs_from_rendering(path, text, lock)
+    rendering = render_conda_lock_yml(lock)
+    problem = _differs_from_rendering(path, text, rendering.text)
     if not problem:
-        remember_rendering(text)
+        remember_rendering(text, rendering.data)
     return problem
 
 
-def _differs_from_rendering(path: Path, text: str, lock: Lockfile) -> str:
+def _differs_from_rendering(path: Path, text: str, rendered: str) -> str:
     """Where the text differs from what conda-lock's writer writes for the lock it holds; '' when nowhere."""
-    expected = _data_lines(render_conda_lock_yml(lock))
+    expected = _data_lines(rendered)
     for number, line in _data_lines(text):
         wanted = expected.pop(0) if expected else None
         if wanted is None or wanted[1] != line:

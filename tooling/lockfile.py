@@ -5,7 +5,8 @@
 2. `render_conda_lock_yml` and `render_explicit` write them with conda-lock's
    own writer and explicit renderer; `known_rendering` and
    `remember_rendering` keep which conda-lock.yml texts were found to match
-   the writer's rendering, so a check need not render the same text again.
+   the writer's rendering, with the data their YAML holds, so the same text
+   is neither rendered for a check nor loaded as YAML again.
 3. `packages_checksum`, `encode_specs` and `decode_specs` are what the lock
    stage records in conda-lock's `custom_metadata` for the next run.
 4. `LOCK_NAME`, `explicit_name` and `file_name` name the files and packages.
@@ -19,7 +20,7 @@ import json
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from functools import partial
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ import pydantic
 import yaml
 
 from tooling.errors import ToolingError
-from tooling.files import cache_folder
+from tooling.files import cache_folder, write_atomic
 from tooling.log import logger
 from tooling.yamlfiles import load_yaml, read_text
 
@@ -96,8 +97,9 @@ def _conda_lock_model(path: Path, text: str) -> Lockfile:
 
     # conda-lock's own reader uses PyYAML's pure-Python loader, four times slower
     # than the C loader load_yaml uses on a large lock; the models and their validation are conda-lock's.
+    # A text the writer wrote is not loaded again: its data was kept (see RENDERINGS_FOLDER).
     try:
-        data = load_yaml(text, path)
+        data = rendered_data(text) or load_yaml(text, path)
     except ToolingError as exc:
         raise LockFileError(
             f"{exc}; the file is truncated or was edited by hand. Run `python -m tooling lock` to write it again."
@@ -251,58 +253,91 @@ def packages_checksum(lock: Lockfile) -> str:
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
-def render_conda_lock_yml(lock: Lockfile) -> str:
+@dataclass(frozen=True)
+class Rendering:
+    """conda-lock.yml as conda-lock's writer writes a lock: the text, and the data its YAML holds."""
+
+    text: str
+    data: dict[str, Any]
+
+
+def render_conda_lock_yml(lock: Lockfile) -> Rendering:
     """conda-lock.yml's text, from conda-lock's own writer (emitted by PyYAML's C emitter where PyYAML has it)."""
     # conda-lock's writer writes to a path; render into a scratch file named as the real one
     # (its help header names the file), then hand the text to the caller to write atomically.
-    with tempfile.TemporaryDirectory(prefix="hubship-lock-") as tmp, _conda_lock_writer() as writer:
+    dumped: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="hubship-lock-") as tmp, _conda_lock_writer(dumped) as writer:
         path = Path(tmp) / LOCK_NAME
         writer.write_conda_lock_file(lock.model_copy(deep=True), path, metadata_choices=None)
-        return path.read_text(encoding="utf-8")
+        return Rendering(path.read_text(encoding="utf-8"), dumped[0])
 
 
 @contextmanager
-def _conda_lock_writer() -> Iterator[ModuleType]:
-    """conda-lock's writer module, whose `yaml.dump` uses PyYAML's C emitter for the block.
+def _conda_lock_writer(dumped: list[dict[str, Any]]) -> Iterator[ModuleType]:
+    """conda-lock's writer module, whose `yaml.dump` adds the data it writes to `dumped`.
 
-    Same text in a third of the time (docs/design.md, tooling/lockfile.py). The name is the module's,
-    for every thread: nothing renders a lock on two threads.
+    It emits with PyYAML's C emitter where PyYAML has it: same text in a third of the time
+    (docs/design.md, tooling/lockfile.py). The name is the module's, for every thread: nothing renders
+    a lock on two threads.
     """
     from conda_lock import lockfile as writer  # noqa: PLC0415 (costly import, only when writing)
 
-    if not yaml.__with_libyaml__:
-        yield writer
-        return
+    dumper = yaml.CDumper if yaml.__with_libyaml__ else yaml.Dumper
+
+    def dump(data: dict[str, Any], **options: Any) -> Any:
+        dumped.append(data)
+        return yaml.dump(data, Dumper=dumper, **options)
+
     original = writer.yaml
-    writer.yaml = SimpleNamespace(dump=partial(yaml.dump, Dumper=yaml.CDumper))
+    writer.yaml = SimpleNamespace(dump=dump)
     try:
         yield writer
     finally:
         writer.yaml = original
 
 
-# Rendering a large conda-lock.yml takes PyYAML's pure-Python emitter a fifth of a second, and the lock
-# check compares the committed text with its rendering at every build. Whether a text matches depends only
-# on the text and the code that renders and compares, so the answer is kept under the cache: one empty
-# file per matching text, named by the sha256 of the text and of the versions of that code (the toolkit,
-# conda-lock, PyYAML, pydantic). Only matches are kept: any other text, a hand edit included, is rendered
-# and compared again, and the check says where it differs.
+# Rendering a large conda-lock.yml takes a tenth of a second, loading its YAML a fifth (PyYAML builds
+# the objects in Python, also with the C loader), and the lock check does both at every build, a relock
+# loads the previous lock. What a text holds and whether it matches its rendering depend only on the
+# text and the code that renders and reads it, so the answer is kept under the cache: for each text
+# that matches, the data its YAML holds as JSON (a fiftieth of the time to load), in a file named by
+# the sha256 of the text and of the versions of that code (the toolkit, conda-lock, PyYAML, pydantic).
+# Only matches are kept: any other text, a hand edit included, is rendered and compared again, and the
+# check says where it differs. The newest KEPT_RENDERINGS are kept: a pangeo-size lock's data is 0.4 MB.
 RENDERINGS_FOLDER = "conda-lock-renderings"
+KEPT_RENDERINGS = 32
 
 
 def known_rendering(text: str) -> bool:
     """Whether `text` was found before to match what `render_conda_lock_yml` writes for the lock it holds."""
-    return _rendering_marker(text).is_file()
+    return rendered_data(text) is not None
 
 
-def remember_rendering(text: str) -> None:
-    """Keep that `text` matches what `render_conda_lock_yml` writes for the lock it holds, as the check compares."""
+def rendered_data(text: str) -> dict[str, Any] | None:
+    """The data the YAML of `text` holds, kept when `text` was found to be the writer's; None when not kept."""
+    marker = _rendering_marker(text)
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not kept, or damaged: the text is read and compared again
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def remember_rendering(text: str, data: dict[str, Any]) -> None:
+    """Keep that `text` matches what the writer writes for the lock it holds, and `data`, what its YAML holds."""
     marker = _rendering_marker(text)
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
+        write_atomic(marker, json.dumps(data))
+        _forget_old_renderings(marker.parent)
     except OSError as exc:  # a full or read-only cache costs the next check a rendering, nothing else
         logger.debug("could not keep %s: %s", marker, exc)
+
+
+def _forget_old_renderings(folder: Path) -> None:
+    markers = sorted(folder.iterdir(), key=lambda marker: marker.stat().st_mtime, reverse=True)
+    for old in markers[KEPT_RENDERINGS:]:
+        old.unlink(missing_ok=True)
 
 
 def _rendering_marker(text: str) -> Path:

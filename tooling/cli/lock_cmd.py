@@ -29,9 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "and report what changed since the previous lock.",
         reads="hub.toml ([environment], [mirrors]), environments/environment.yml, the previous lock, "
         "the channels or their mirrors, and PyPI for a pip: section",
-        writes="environments/conda-lock.yml, environments/conda-<platform>.lock, .hubship/reports/lock.md "
-        "(with --check: only $XDG_CACHE_HOME/hubship/conda-lock-renderings, a note of each conda-lock.yml that "
-        "passed, so that it is not rendered again)",
+        writes="environments/conda-lock.yml, environments/conda-<platform>.lock, .hubship/reports/lock.md, "
+        "$XDG_CACHE_HOME/hubship/conda-lock-renderings (the data of each conda-lock.yml written or found current, "
+        "so that it is neither rendered nor read as YAML again; with --check, only this)",
         example="python -m tooling lock --mirror conda-forge=https://conda-mirror.example.org/conda-forge",
     )
     mode = parser.add_mutually_exclusive_group()

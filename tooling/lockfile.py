@@ -297,10 +297,10 @@ def _conda_lock_writer(dumped: list[dict[str, Any]]) -> Iterator[ModuleType]:
 
 
 # Rendering a large conda-lock.yml takes a tenth of a second, loading its YAML a fifth (PyYAML builds
-# the objects in Python, also with the C loader), and the lock check does both at every build, a relock
-# loads the previous lock. What a text holds and whether it matches its rendering depend only on the
+# the objects in Python, also with the C loader); the lock check does both, and a relock loads the
+# previous lock. What a text holds and whether it matches its rendering depend only on the
 # text and the code that renders and reads it, so the answer is kept under the cache: for each text
-# that matches, the data its YAML holds as JSON (a fiftieth of the time to load), in a file named by
+# that matches, the data its YAML holds as JSON (a thirtieth of the time to load), in a file named by
 # the sha256 of the text and of the versions of that code (the toolkit, conda-lock, PyYAML, pydantic).
 # Only matches are kept: any other text, a hand edit included, is rendered and compared again, and the
 # check says where it differs. The newest KEPT_RENDERINGS are kept: a pangeo-size lock's data is 0.4 MB.

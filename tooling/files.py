@@ -9,28 +9,31 @@ from collections.abc import Mapping
 from pathlib import Path
 
 
-def write_atomic(path: Path, content: str | bytes) -> None:
+def write_atomic(path: Path, content: str | bytes, *, durable: bool = True) -> None:
     """Write `content` to a temporary file beside `path`, then rename it over `path`.
 
     The rename is atomic on POSIX, so readers see the old file or the new one,
-    never a mix. An existing file's permissions are kept.
+    never a mix. An existing file's permissions are kept. `durable=False` is
+    for the cache, whose files are computed again when lost: the content is
+    not forced to disk before the rename, which a crash may then leave empty.
     """
-    write_atomic_together({path: content})
+    write_atomic_together({path: content}, durable=durable)
 
 
-def write_atomic_together(files: Mapping[Path, str | bytes]) -> None:
+def write_atomic_together(files: Mapping[Path, str | bytes], *, durable: bool = True) -> None:
     """Write several files that belong together (a lock and its explicit locks): all, or none of them.
 
-    Every new content is written and flushed to disk beside its file first; only
-    then are the files renamed into place, one after the other. A failure while
-    writing (a full disk, an error) leaves every previous file as it was. The
-    renames need no space; should one fail all the same, each file is still a
-    whole one, old or new (`lock --check` reports such a mixed lock).
+    Every new content is written beside its file first (and flushed to disk,
+    when durable); only then are the files renamed into place, one after the
+    other. A failure while writing (a full disk, an error) leaves every
+    previous file as it was. The renames need no space; should one fail all
+    the same, each file is still a whole one, old or new (`lock --check`
+    reports such a mixed lock).
     """
     staged: dict[Path, Path] = {}
     try:
         for path, content in files.items():
-            staged[path] = _staged_copy(path, content.encode() if isinstance(content, str) else content)
+            staged[path] = _staged_copy(path, content.encode() if isinstance(content, str) else content, durable)
         for path, tmp in staged.items():
             tmp.replace(path)
     except BaseException:
@@ -39,8 +42,8 @@ def write_atomic_together(files: Mapping[Path, str | bytes]) -> None:
         raise
 
 
-def _staged_copy(path: Path, data: bytes) -> Path:
-    """`data` in a temporary file beside `path`, on disk, with `path`'s permissions (0644 for a new file)."""
+def _staged_copy(path: Path, data: bytes, durable: bool) -> Path:
+    """`data` in a temporary file beside `path` (on disk, when durable), with `path`'s permissions (0644 if new)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -48,8 +51,9 @@ def _staged_copy(path: Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         tmp.chmod(mode)
     except BaseException:
         tmp.unlink(missing_ok=True)

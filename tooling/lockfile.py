@@ -328,7 +328,7 @@ def remember_rendering(text: str, data: dict[str, Any]) -> None:
     marker = _rendering_marker(text)
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(marker, json.dumps(data))
+        write_atomic(marker, json.dumps(data), durable=False)
         _forget_old_renderings(marker.parent)
     except OSError as exc:  # a full or read-only cache costs the next check a rendering, nothing else
         logger.debug("could not keep %s: %s", marker, exc)

@@ -219,7 +219,7 @@ def remember_plan(cache_dir: Path, request: LockRequest, plan: InstallPlan) -> N
     path = _plan_memo(cache_dir, request)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, plan.to_cache_json())
+        write_atomic(path, plan.to_cache_json(), durable=False)
     except OSError as exc:  # a full or read-only cache costs the next build a check, nothing else
         logger.debug("could not keep %s: %s", path, exc)
 

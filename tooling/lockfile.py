@@ -262,7 +262,7 @@ class Rendering:
 
 
 def render_conda_lock_yml(lock: Lockfile) -> Rendering:
-    """conda-lock.yml's text, from conda-lock's own writer (emitted by PyYAML's C emitter where PyYAML has it)."""
+    """conda-lock.yml's text and data, from conda-lock's own writer (emitted by PyYAML's C emitter where it can)."""
     # conda-lock's writer writes to a path; render into a scratch file named as the real one
     # (its help header names the file), then hand the text to the caller to write atomically.
     dumped: list[dict[str, Any]] = []

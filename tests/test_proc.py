@@ -102,3 +102,11 @@ def test_a_caller_hands_a_credential_to_one_child_explicitly(monkeypatch: pytest
 
 def test_the_registry_credentials_variables_are_the_ones_withheld() -> None:
     assert {ENV_USERNAME, ENV_PASSWORD} <= proc.WITHHELD_VARIABLES
+
+
+def test_ports_picked_together_are_all_different() -> None:
+    # Picked one by one, 300 ports from the system's range of free ones repeat one most of the time.
+    ports = proc.free_ports(300)
+
+    assert len(set(ports)) == 300
+    assert all(1024 < port < 65536 for port in ports)

@@ -1,6 +1,7 @@
 """The smoke test's logic on small and real inputs, without Docker: import names, the lock comparison,
 which JupyterHub the image must suit, the spawner's environment, the reports, and the hub check's
-first step against an address where nothing listens, and its watch on a real hub whose server never starts."""
+first step against an address where nothing listens, and its watch on real hubs whose server never starts
+or ends once ready."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shutil
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -358,21 +360,28 @@ def test_the_hub_check_says_which_request_got_no_answer_and_never_shows_the_toke
     assert token not in result.reason + "\n".join(result.details)
 
 
-# --- the hub check and its watch, on a real hub whose server never starts -------------------------
+# --- the hub check and its watch, on real hubs whose server never starts or ends once ready ------
 
-HANGING_HUB_CONFIG = Path(__file__).resolve().parent / "rig" / "hanging_spawner_hub_config.py"
-CONTAINER_EXITED = "the server's container exited (exit code 241) while the hub waited for it"
+RIG = Path(__file__).resolve().parent / "rig"
+CONTAINER_EXITED = "the server's container exited (exit code 241)"
+
+
+@contextmanager
+def rig_hub_with(config: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[local_hubs.LocalHub]:
+    """The smoke test's local hub on loopback, with `config` (a rig file) loaded over the product's own."""
+    monkeypatch.setenv("HUBSHIP_RIG_PRODUCT_CONFIG", str(local_hubs.config_file()))
+    monkeypatch.setattr(local_hubs, "config_file", lambda: config)
+    settings = local_hubs.LocalHubSettings(image="never-run", timeout=2, container_name="never-{username}")
+    with local_hubs.local_hub(settings) as hub:
+        yield hub
 
 
 @pytest.fixture
 def hanging_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[local_hubs.LocalHub, Path]]:
     """A real JupyterHub on loopback that gives up on every spawn after 2 s; the file its spawner's stop writes."""
     stopped = tmp_path / "stopped"
-    monkeypatch.setenv("HUBSHIP_RIG_PRODUCT_CONFIG", str(local_hubs.config_file()))
     monkeypatch.setenv("HUBSHIP_RIG_STOPPED_FILE", str(stopped))
-    monkeypatch.setattr(local_hubs, "config_file", lambda: HANGING_HUB_CONFIG)
-    settings = local_hubs.LocalHubSettings(image="never-run", timeout=2, container_name="never-{username}")
-    with local_hubs.local_hub(settings) as hub:
+    with rig_hub_with(RIG / "hanging_spawner_hub_config.py", monkeypatch) as hub:
         yield hub, stopped
 
 
@@ -404,4 +413,24 @@ def test_a_server_that_ends_while_the_hub_still_waits_fails_with_the_watchs_reas
     result = check_hub_spawn(hub.url, hub.token, watch=lambda: CONTAINER_EXITED)
 
     assert not result.passed
-    assert result.reason == CONTAINER_EXITED
+    assert result.reason == f"{CONTAINER_EXITED} while the hub waited for it"
+
+
+def test_a_server_that_ends_once_ready_fails_with_the_watchs_reason_before_the_hubs_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ended = tmp_path / "ended"
+    monkeypatch.setenv("HUBSHIP_RIG_ENDED_FILE", str(ended))
+
+    def watch() -> str:
+        return f"the server ended (exit code {ended.read_text()})" if ended.exists() else ""
+
+    with rig_hub_with(RIG / "crashing_server_hub_config.py", monkeypatch) as hub:
+        result = check_hub_spawn(hub.url, hub.token, watch=watch)
+
+    assert not result.passed
+    # The hub found the server ready; the first request through the proxy ended it.
+    assert any(step.endswith("server ready at /user/hubship-smoke/") for step in result.details), result.details
+    assert result.reason.startswith(
+        "the server ended (exit code 3) once the hub had found it ready (GET /user/hubship-smoke/api/status "
+    ), result.reason

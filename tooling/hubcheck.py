@@ -88,9 +88,10 @@ def check_hub_spawn(
 ) -> CheckResult:
     """Spawn, use and stop a test user's server on the hub at `hub_url`; the result lists every step.
 
-    `watch`, when given, is asked while the spawn is pending; a non-empty answer
-    ends the check with it as the reason (a caller that can see the server's
-    container knows it died long before the hub's own timeout says so).
+    `watch`, when given, says how the server ended ('' while it runs). It is asked
+    while the spawn is pending, and when using the ready server fails; a non-empty
+    answer is then the reason (a caller that can see the server's container knows
+    it died long before the hub's own timeout, or its next poll, says so).
     """
     register_secret(token)
     check = _HubSpawn(hub_url, token, settings or HubCheckSettings(), watch, work)
@@ -132,7 +133,7 @@ class _HubSpawn:
             created = self.ensure_user()
             try:
                 server_url = self.spawn()
-                output = self.use_server(server_url)
+                output = self.use_ready_server(server_url)
                 self.stop_server()
             except CheckFailed as failure:
                 self.clean_up(created)
@@ -212,11 +213,17 @@ class _HubSpawn:
             if pending != PENDING_SPAWN:
                 raise self.spawn_failed(watched or "the hub stopped waiting for it")
             if watched:
-                raise self.fail(watched)
-            watched = self.watch() if self.watch is not None else ""
+                raise self.fail(f"{watched} while the hub waited for it")
+            watched = self.watched()
             if not watched:
                 time.sleep(POLL_INTERVAL)
-        raise self.fail(watched or f"the server was not ready within {self.settings.spawn_timeout:.0f} s")
+        if watched:
+            raise self.fail(f"{watched} while the hub waited for it")
+        raise self.fail(f"the server was not ready within {self.settings.spawn_timeout:.0f} s")
+
+    def watched(self) -> str:
+        """What the caller's watch says of the server's end ('' while it runs, or without a watch)."""
+        return self.watch() if self.watch is not None else ""
 
     def server_model(self) -> dict[str, Any]:
         user = _json(self.expect(self.request("GET", self.user_api), 200))
@@ -248,6 +255,20 @@ class _HubSpawn:
         except requests.RequestException:
             return ""
         return ""
+
+    def use_ready_server(self, server_url: str) -> str:
+        """`use_server`; when it fails because the server ended once ready, the watch's reason says so first.
+
+        The hub notices a server's end only at its next poll, and meanwhile answers for it (a redirect
+        loop, a 503 from the proxy): the watch knows the actual cause.
+        """
+        try:
+            return self.use_server(server_url)
+        except CheckFailed as failure:
+            ended = self.watched()
+            if not ended:
+                raise
+            raise self.fail(f"{ended} once the hub had found it ready ({failure.reason})") from None
 
     def use_server(self, server_url: str) -> str:
         """Reach the server through the proxy, start a kernel, run the code; what the code printed."""

@@ -9,6 +9,7 @@ environment without the toolkit's own credentials (`child_environment`).
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import shlex
 import socket
@@ -193,6 +194,17 @@ def start(
 
 def free_port() -> int:
     """A TCP port nothing listens on at 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> tuple[int, ...]:
+    """`count` different TCP ports nothing listens on at 127.0.0.1 right now.
+
+    Every probe stays bound until all are picked: probes closed one by one may be
+    handed the same free port twice, and two servers of one hub then share a port.
+    """
+    with contextlib.ExitStack() as probes:
+        bound = [probes.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for probe in bound:
+            probe.bind(("127.0.0.1", 0))
+        return tuple(int(probe.getsockname()[1]) for probe in bound)

@@ -25,7 +25,7 @@ import requests
 
 from tooling.errors import ToolingError
 from tooling.log import register_secret
-from tooling.proc import Server, free_port, start
+from tooling.proc import Server, free_ports, start
 from tooling.smoke.hub import ProxyPorts, require_proxy, start_proxy
 
 CONFIG = Path(__file__).with_name("loadtest_jupyterhub_config.py")
@@ -55,7 +55,7 @@ def serve_loadtest_hub(
     image: str, *, concurrent_spawn_limit: int = 0, retry_range: tuple[int, int] = (2, 4), timeout: int = 60
 ) -> Iterator[LoadtestHub]:
     proxy_program = require_proxy()
-    public_port, proxy_api_port, hub_port = free_port(), free_port(), free_port()
+    public_port, proxy_api_port, hub_port = free_ports(3)
     token, proxy_token = secrets.token_hex(32), secrets.token_hex(32)
     register_secret(token)
     register_secret(proxy_token)

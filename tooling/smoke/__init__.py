@@ -337,7 +337,7 @@ class _SpawnedContainerWatch:
             state = docker.container_state(container)
             if state is not None and state.status in ("exited", "dead"):
                 self.log = [f"container: {redact(line)}" for line in docker.container_log(container, LOG_LINES)]
-                return f"the server's container exited (exit code {state.exit_code}) while the hub waited for it"
+                return f"the server's container exited (exit code {state.exit_code})"
         return ""
 
 

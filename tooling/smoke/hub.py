@@ -16,7 +16,8 @@
 
 Both programs are `tooling.proc.start` servers, stopped by their own PIDs on
 the way out, whatever happened; their logs' last lines explain a hub that
-would not start. Free ports are picked by binding port 0 on 127.0.0.1.
+would not start. The four ports are picked together, by binding port 0 on
+127.0.0.1 (`tooling.proc.free_ports`), so they are four different ports.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import requests
 
 from tooling.errors import ToolingError
 from tooling.log import redact, register_secret
-from tooling.proc import Server, free_port, start
+from tooling.proc import Server, free_ports, start
 
 PROXY_PROGRAM = "configurable-http-proxy"
 PROXY_INSTALL = "npm install --global configurable-http-proxy@4.6.3"
@@ -127,7 +128,7 @@ def start_proxy(program: str, ports: ProxyPorts, token: str, work: Path) -> Serv
 def local_hub(settings: LocalHubSettings) -> Iterator[LocalHub]:
     """Start proxy and hub on loopback; yield once the hub's API answers through the proxy; stop both."""
     proxy_program = require_proxy()
-    public_port, proxy_api_port, hub_port, server_port = (free_port() for _ in range(4))
+    public_port, proxy_api_port, hub_port, server_port = free_ports(4)
     token, proxy_token = secrets.token_hex(32), secrets.token_hex(32)
     register_secret(token)
     register_secret(proxy_token)

@@ -8,14 +8,16 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from tooling.log import logger
+
 
 def write_atomic(path: Path, content: str | bytes, *, durable: bool = True) -> None:
     """Write `content` to a temporary file beside `path`, then rename it over `path`.
 
     The rename is atomic on POSIX, so readers see the old file or the new one,
     never a mix. An existing file's permissions are kept. `durable=False` is
-    for the cache, whose files are computed again when lost: the content is
-    not forced to disk before the rename, which a crash may then leave empty.
+    for the cache (`keep_in_cache`): the content is not forced to disk before
+    the rename, which a crash may then leave empty.
     """
     write_atomic_together({path: content}, durable=durable)
 
@@ -75,6 +77,20 @@ def shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+def keep_in_cache(path: Path, content: str) -> bool:
+    """Write a file of the cache whole, not forced to disk; whether it was written.
+
+    What the cache holds is computed again when lost, so a full or read-only
+    cache costs the next run that computation: it is logged, never raised.
+    """
+    try:
+        write_atomic(path, content, durable=False)
+    except OSError as exc:
+        logger.debug("could not keep %s: %s", path, exc)
+        return False
+    return True
 
 
 def cache_folder() -> Path:

@@ -213,7 +213,7 @@ class _HubSpawn:
             if pending != PENDING_SPAWN:
                 raise self.spawn_failed(watched or "the hub stopped waiting for it")
             if watched:
-                raise self.fail(f"{watched} while the hub waited for it")
+                break
             watched = self.watched()
             if not watched:
                 time.sleep(POLL_INTERVAL)

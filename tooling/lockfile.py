@@ -30,7 +30,7 @@ import pydantic
 import yaml
 
 from tooling.errors import ToolingError
-from tooling.files import cache_folder, write_atomic
+from tooling.files import cache_folder, keep_in_cache
 from tooling.log import logger
 from tooling.yamlfiles import load_yaml, read_text
 
@@ -326,18 +326,17 @@ def rendered_data(text: str) -> dict[str, Any] | None:
 def remember_rendering(text: str, data: dict[str, Any]) -> None:
     """Keep that `text` matches what the writer writes for the lock it holds, and `data`, what its YAML holds."""
     marker = _rendering_marker(text)
-    try:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(marker, json.dumps(data), durable=False)
+    if keep_in_cache(marker, json.dumps(data)):
         _forget_old_renderings(marker.parent)
-    except OSError as exc:  # a full or read-only cache costs the next check a rendering, nothing else
-        logger.debug("could not keep %s: %s", marker, exc)
 
 
 def _forget_old_renderings(folder: Path) -> None:
-    markers = sorted(folder.iterdir(), key=lambda marker: marker.stat().st_mtime, reverse=True)
-    for old in markers[KEPT_RENDERINGS:]:
-        old.unlink(missing_ok=True)
+    try:
+        markers = sorted(folder.iterdir(), key=lambda marker: marker.stat().st_mtime, reverse=True)
+        for old in markers[KEPT_RENDERINGS:]:
+            old.unlink(missing_ok=True)
+    except OSError as exc:  # another check pruning at the same time: one of the next ones prunes
+        logger.debug("could not prune %s: %s", folder, exc)
 
 
 def _rendering_marker(text: str) -> Path:

@@ -25,7 +25,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from tooling.errors import ToolingError
-from tooling.files import write_atomic
+from tooling.files import keep_in_cache
 from tooling.images import IMAGE_PLATFORM
 from tooling.lockfile import RELOCK, LockFileError, file_name, read_lock, split_package_file_name
 from tooling.lockrequest import LockRequest
@@ -216,12 +216,7 @@ def remembered_plan(cache_dir: Path, request: LockRequest) -> InstallPlan | None
 
 def remember_plan(cache_dir: Path, request: LockRequest, plan: InstallPlan) -> None:
     """Keep the plan of a lock that passed the check, for builds with the same inputs."""
-    path = _plan_memo(cache_dir, request)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, plan.to_cache_json(), durable=False)
-    except OSError as exc:  # a full or read-only cache costs the next build a check, nothing else
-        logger.debug("could not keep %s: %s", path, exc)
+    keep_in_cache(_plan_memo(cache_dir, request), plan.to_cache_json())
 
 
 def _plan_memo(cache_dir: Path, request: LockRequest) -> Path:
